@@ -1,0 +1,141 @@
+//! The record of one request in flight: ends its span and records its metrics exactly once,
+//! however the request ends.
+
+use std::time::Instant;
+
+use http::StatusCode;
+use opentelemetry::trace::{Status, TraceContextExt};
+use opentelemetry::{Context, KeyValue};
+
+use crate::registry::{Outcome, TenantRegistry};
+use crate::semconv;
+use crate::tenant::Tenant;
+
+/// The matched route template, kept as the router gave it (a reference-counted string in axum),
+/// so carrying it to the end of the body costs no copy.
+#[derive(Clone)]
+pub(crate) struct Route(RouteInner);
+
+#[derive(Clone)]
+enum RouteInner {
+    #[cfg(feature = "axum")]
+    Axum(axum::extract::MatchedPath),
+    #[allow(dead_code)]
+    None,
+}
+
+impl Route {
+    /// The template the router matched, never the raw path: a scanner's made-up paths must not
+    /// become new series or span names.
+    pub(crate) fn of<B>(req: &http::Request<B>) -> Option<Route> {
+        #[cfg(feature = "axum")]
+        if let Some(path) = req.extensions().get::<axum::extract::MatchedPath>() {
+            return Some(Route(RouteInner::Axum(path.clone())));
+        }
+        let _ = req;
+        None
+    }
+}
+
+impl std::ops::Deref for Route {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match &self.0 {
+            #[cfg(feature = "axum")]
+            RouteInner::Axum(p) => p.as_str(),
+            RouteInner::None => "",
+        }
+    }
+}
+
+pub(crate) struct InFlight {
+    cx: Context,
+    tenant: Tenant,
+    registry: TenantRegistry,
+    method: usize,
+    route: Option<Route>,
+    start: Instant,
+    status: Option<StatusCode>,
+    done: bool,
+}
+
+impl InFlight {
+    pub(crate) fn new(
+        cx: Context,
+        tenant: Tenant,
+        registry: TenantRegistry,
+        method: usize,
+        route: Option<Route>,
+        start: Instant,
+    ) -> Self {
+        InFlight {
+            cx,
+            tenant,
+            registry,
+            method,
+            route,
+            start,
+            status: None,
+            done: false,
+        }
+    }
+
+    /// The context (server span and baggage) to attach while user code runs.
+    pub(crate) fn context(&self) -> &Context {
+        &self.cx
+    }
+
+    pub(crate) fn set_status(&mut self, status: StatusCode) {
+        self.status = Some(status);
+        self.cx.span().set_attribute(KeyValue::new(
+            semconv::HTTP_RESPONSE_STATUS_CODE,
+            i64::from(status.as_u16()),
+        ));
+    }
+
+    /// Ends the request. `error_type` is `cancelled` or the type of the error that ended it;
+    /// `None` when it ran to completion (a 5xx status still marks it failed).
+    pub(crate) fn finish(mut self, error_type: Option<&'static str>) {
+        self.end(error_type);
+    }
+
+    fn end(&mut self, error_type: Option<&'static str>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let duration = self.start.elapsed();
+        let span = self.cx.span();
+        let error: Option<std::borrow::Cow<'static, str>> = match error_type {
+            Some(e) => Some(e.into()),
+            // Server spans mark only their own failures as errors: 4xx is the client's.
+            None => self
+                .status
+                .filter(StatusCode::is_server_error)
+                .map(|s| s.as_str().to_owned().into()),
+        };
+        if let Some(error) = error {
+            span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error.clone()));
+            span.set_status(Status::error(error));
+        }
+        self.tenant.entry().request_finished(
+            &self.registry,
+            &Outcome {
+                method: self.method,
+                route: self.route.as_deref(),
+                status: self.status,
+                error_type,
+                duration,
+            },
+        );
+        span.end();
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        // Dropped before the end of the body: the client went away (or the server shut down).
+        self.end(Some(semconv::ERROR_CANCELLED));
+    }
+}

@@ -1,0 +1,567 @@
+//! The tenant registry: one lookup per request from a tenant id to everything prepared for that
+//! tenant, with the cardinality cap as its admission rule.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use opentelemetry::metrics::{BoundHistogram, BoundUpDownCounter, Meter, MeterProvider};
+use opentelemetry::{InstrumentationScope, KeyValue};
+
+use crate::metrics::HttpInstruments;
+use crate::semconv::{self, METHOD_SLOTS};
+use crate::stats::{Stats, StatsSnapshot};
+use crate::tenant::{Tenant, TenantId, OVERFLOW_TENANT, UNKNOWN_TENANT};
+
+/// The default cap on distinct `tenant.id` values in metrics.
+pub const DEFAULT_MAX_TENANTS: usize = 1000;
+
+/// The default length of the sliding window of the in-process view.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
+
+/// Distinct routes remembered for metrics; an application has a fixed set of route templates,
+/// so reaching this means something feeds raw paths in as routes, and those lose `http.route`.
+const MAX_ROUTES: usize = 1024;
+
+/// Distinct (method, route, status) series bound per tenant before falling back to unbound
+/// recording, which the SDK's own limit then bounds.
+const MAX_SERIES_PER_TENANT: usize = 512;
+
+/// Maps tenant ids to their prepared state, and bounds how many get their own metric series.
+///
+/// Every request makes one lookup here. A known tenant costs a read of a sharded map that readers
+/// do not serialize on; a new tenant is admitted while fewer than the cap have been; past the cap
+/// (or outside the allowlist) it shares the `__overflow__` entry, so memory and series stay
+/// bounded however many distinct ids arrive.
+///
+/// ```
+/// use tenant_otel::TenantRegistry;
+///
+/// let registry = TenantRegistry::builder().max_tenants(2).build();
+/// assert_eq!(registry.resolve("a").metric_label(), "a");
+/// assert_eq!(registry.resolve("b").metric_label(), "b");
+/// let c = registry.resolve("c");
+/// assert_eq!(c.metric_label(), "__overflow__");
+/// assert_eq!(c.id().as_str(), "c"); // spans still see the real id
+/// assert_eq!(registry.overflowed_requests(), 1);
+/// ```
+#[derive(Clone)]
+pub struct TenantRegistry {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    tenants: DashMap<Arc<str>, Arc<TenantEntry>>,
+    admitted: AtomicUsize,
+    max_tenants: usize,
+    allowlist_only: bool,
+    overflow: Arc<TenantEntry>,
+    unknown: Arc<TenantEntry>,
+    overflowed: AtomicU64,
+    routes: DashMap<Box<str>, u32>,
+    pub(crate) window: Duration,
+    pub(crate) meter: Meter,
+    pub(crate) http: HttpInstruments,
+}
+
+/// Builds a [`TenantRegistry`].
+#[derive(Debug, Clone)]
+pub struct TenantRegistryBuilder {
+    max_tenants: usize,
+    allowlist: Option<Vec<TenantId>>,
+    meter: Option<Meter>,
+    window: Duration,
+}
+
+impl Default for TenantRegistryBuilder {
+    fn default() -> Self {
+        TenantRegistryBuilder {
+            max_tenants: DEFAULT_MAX_TENANTS,
+            allowlist: None,
+            meter: None,
+            window: DEFAULT_WINDOW,
+        }
+    }
+}
+
+impl TenantRegistryBuilder {
+    /// At most this many distinct tenants get their own `tenant.id` in metrics (default 1000);
+    /// the rest are labelled `__overflow__`.
+    pub fn max_tenants(mut self, max: usize) -> Self {
+        self.max_tenants = max;
+        self
+    }
+
+    /// Only these tenants get their own label; every other id is `__overflow__` in metrics.
+    /// More can be allowed later with [`TenantRegistry::register`].
+    pub fn allowlist<I, T>(mut self, tenants: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<TenantId>,
+    {
+        self.allowlist = Some(tenants.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Record metrics with this meter provider (default: the global one, as it is when
+    /// [`build`](Self::build) runs).
+    pub fn meter_provider<P: MeterProvider + ?Sized>(mut self, provider: &P) -> Self {
+        self.meter = Some(provider.meter_with_scope(scope()));
+        self
+    }
+
+    /// Length of the in-process view's sliding window (default 60 s).
+    pub fn window(mut self, window: Duration) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// Builds the registry.
+    pub fn build(self) -> TenantRegistry {
+        let meter = self
+            .meter
+            .unwrap_or_else(|| opentelemetry::global::meter_with_scope(scope()));
+        let http = HttpInstruments::new(&meter);
+        let reserved = |name| {
+            Arc::new(TenantEntry::new(
+                TenantId::reserved(name),
+                true,
+                self.window,
+            ))
+        };
+        let inner = Inner {
+            tenants: DashMap::new(),
+            admitted: AtomicUsize::new(0),
+            max_tenants: self.max_tenants,
+            allowlist_only: self.allowlist.is_some(),
+            overflow: reserved(OVERFLOW_TENANT),
+            unknown: reserved(UNKNOWN_TENANT),
+            overflowed: AtomicU64::new(0),
+            routes: DashMap::new(),
+            window: self.window,
+            meter,
+            http,
+        };
+        let registry = TenantRegistry {
+            inner: Arc::new(inner),
+        };
+        for id in self.allowlist.into_iter().flatten() {
+            registry.register(id);
+        }
+        registry
+    }
+}
+
+pub(crate) fn scope() -> InstrumentationScope {
+    InstrumentationScope::builder("tenant-otel")
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build()
+}
+
+impl Default for TenantRegistry {
+    fn default() -> Self {
+        TenantRegistry::builder().build()
+    }
+}
+
+impl TenantRegistry {
+    /// A builder with the defaults: cap 1000, no allowlist, the global meter provider.
+    pub fn builder() -> TenantRegistryBuilder {
+        TenantRegistryBuilder::default()
+    }
+
+    /// Looks up (or admits) a validated tenant id.
+    pub fn resolve(&self, id: &str) -> Tenant {
+        let inner = &*self.inner;
+        if let Some(entry) = inner.tenants.get(id) {
+            return Tenant {
+                id: entry.id.clone(),
+                entry: Arc::clone(&entry),
+            };
+        }
+        if id == UNKNOWN_TENANT {
+            return self.unknown();
+        }
+        if !inner.allowlist_only && id != OVERFLOW_TENANT {
+            if let Some(tenant) = self.admit(id) {
+                return tenant;
+            }
+        }
+        inner.overflowed.fetch_add(1, Ordering::Relaxed);
+        inner.http.overflow.add(1, &[]);
+        Tenant {
+            // Spans keep the real id: this allocation happens only past the cap.
+            id: TenantId::from_validated(id),
+            entry: Arc::clone(&inner.overflow),
+        }
+    }
+
+    /// Admits `id` explicitly (in allowlist mode, this is how a tenant is allowed). Returns
+    /// false when the cap is reached.
+    pub fn register(&self, id: impl Into<TenantId>) -> bool {
+        let id = id.into();
+        let inner = &*self.inner;
+        if inner.tenants.contains_key(id.as_str()) {
+            return true;
+        }
+        if !inner.reserve_slot() {
+            return false;
+        }
+        inner.insert(id);
+        true
+    }
+
+    /// The tenant used for requests without a usable id when the layer lets them through.
+    pub fn unknown(&self) -> Tenant {
+        Tenant {
+            id: self.inner.unknown.id.clone(),
+            entry: Arc::clone(&self.inner.unknown),
+        }
+    }
+
+    /// Requests (and queries) counted under `__overflow__` since start.
+    pub fn overflowed_requests(&self) -> u64 {
+        self.inner.overflowed.load(Ordering::Relaxed)
+    }
+
+    /// Tenants that have their own label now.
+    pub fn len(&self) -> usize {
+        self.inner.tenants.len()
+    }
+
+    /// True when no tenant has been admitted yet.
+    pub fn is_empty(&self) -> bool {
+        self.inner.tenants.is_empty()
+    }
+
+    /// The cap on distinct tenant labels.
+    pub fn max_tenants(&self) -> usize {
+        self.inner.max_tenants
+    }
+
+    /// The tenants with their own label, in no particular order.
+    pub fn tenants(&self) -> Vec<Tenant> {
+        self.inner
+            .tenants
+            .iter()
+            .map(|e| Tenant {
+                id: e.id.clone(),
+                entry: Arc::clone(e.value()),
+            })
+            .collect()
+    }
+
+    /// The in-process request statistics of a tenant's metric label (`__overflow__` and
+    /// `__unknown__` included), if it has one.
+    pub fn request_stats(&self, label: &str) -> Option<StatsSnapshot> {
+        self.entry_for_label(label).map(|e| e.requests.snapshot())
+    }
+
+    pub(crate) fn entry_for_label(&self, label: &str) -> Option<Arc<TenantEntry>> {
+        match label {
+            OVERFLOW_TENANT => Some(Arc::clone(&self.inner.overflow)),
+            UNKNOWN_TENANT => Some(Arc::clone(&self.inner.unknown)),
+            _ => self.inner.tenants.get(label).map(|e| Arc::clone(&e)),
+        }
+    }
+
+    pub(crate) fn all_entries(&self) -> Vec<Arc<TenantEntry>> {
+        let mut out: Vec<_> = self
+            .inner
+            .tenants
+            .iter()
+            .map(|e| Arc::clone(e.value()))
+            .collect();
+        out.push(Arc::clone(&self.inner.overflow));
+        out.push(Arc::clone(&self.inner.unknown));
+        out
+    }
+
+    /// A small number identifying a route template, or `None` once [`MAX_ROUTES`] are known.
+    pub(crate) fn route_id(&self, route: &str) -> Option<u32> {
+        let routes = &self.inner.routes;
+        if let Some(id) = routes.get(route) {
+            return Some(*id);
+        }
+        let next = routes.len();
+        if next >= MAX_ROUTES {
+            return None;
+        }
+        Some(*routes.entry(route.into()).or_insert(next as u32))
+    }
+
+    fn admit(&self, id: &str) -> Option<Tenant> {
+        let inner = &*self.inner;
+        if !inner.reserve_slot() {
+            return None;
+        }
+        let tenant_id = TenantId::from_validated(id);
+        let entry = inner.insert(tenant_id);
+        Some(Tenant {
+            id: entry.id.clone(),
+            entry,
+        })
+    }
+}
+
+impl Inner {
+    fn reserve_slot(&self) -> bool {
+        self.admitted
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_tenants).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Inserts after a slot was reserved; gives the slot back if another thread won the race.
+    fn insert(&self, id: TenantId) -> Arc<TenantEntry> {
+        let mut fresh = false;
+        let entry = self
+            .tenants
+            .entry(Arc::clone(id.shared()))
+            .or_insert_with(|| {
+                fresh = true;
+                Arc::new(TenantEntry::new(id, false, self.window))
+            })
+            .clone();
+        if !fresh {
+            self.admitted.fetch_sub(1, Ordering::AcqRel);
+        }
+        entry
+    }
+}
+
+impl fmt::Debug for TenantRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantRegistry")
+            .field("tenants", &self.len())
+            .field("max_tenants", &self.inner.max_tenants)
+            .field("allowlist_only", &self.inner.allowlist_only)
+            .field("overflowed_requests", &self.overflowed_requests())
+            .finish()
+    }
+}
+
+/// Everything prepared once for one metric label.
+pub(crate) struct TenantEntry {
+    pub(crate) id: TenantId,
+    kv: KeyValue,
+    overflow: bool,
+    active: [OnceLock<BoundUpDownCounter<i64>>; METHOD_SLOTS],
+    durations: RwLock<HashMap<SeriesKey, BoundHistogram<f64>>>,
+    pub(crate) requests: Stats,
+}
+
+/// What a finished request's duration series is keyed on, all small and `Copy` so a lookup
+/// allocates nothing.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct SeriesKey {
+    method: u8,
+    status: u16,
+    error: ErrorKind,
+    route: Option<u32>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum ErrorKind {
+    None,
+    /// `error.type` is the 5xx status code.
+    Status,
+    Cancelled,
+}
+
+/// How a request ended, for its duration series.
+pub(crate) struct Outcome<'a> {
+    pub(crate) method: usize,
+    pub(crate) route: Option<&'a str>,
+    pub(crate) status: Option<http::StatusCode>,
+    /// `cancelled`, or the inner service's error type; `None` lets a 5xx status speak for itself.
+    pub(crate) error_type: Option<&'static str>,
+    pub(crate) duration: Duration,
+}
+
+impl TenantEntry {
+    fn new(id: TenantId, overflow: bool, window: Duration) -> Self {
+        TenantEntry {
+            kv: id.to_key_value(),
+            id,
+            overflow,
+            active: Default::default(),
+            durations: RwLock::new(HashMap::new()),
+            requests: Stats::new(window),
+        }
+    }
+
+    pub(crate) fn id(&self) -> &TenantId {
+        &self.id
+    }
+
+    pub(crate) fn is_overflow(&self) -> bool {
+        self.overflow
+    }
+
+    /// The prepared `tenant.id` attribute (an `Arc` clone, no allocation).
+    pub(crate) fn key_value(&self) -> &KeyValue {
+        &self.kv
+    }
+
+    fn active_counter(&self, http: &HttpInstruments, method: usize) -> &BoundUpDownCounter<i64> {
+        let method = method.min(METHOD_SLOTS - 1);
+        self.active[method].get_or_init(|| {
+            http.active.bind(&[
+                self.kv.clone(),
+                KeyValue::new(semconv::HTTP_REQUEST_METHOD, semconv::method_name(method)),
+            ])
+        })
+    }
+
+    pub(crate) fn request_started(&self, registry: &TenantRegistry, method: usize) {
+        self.active_counter(&registry.inner.http, method).add(1);
+        self.requests.start();
+    }
+
+    pub(crate) fn request_finished(&self, registry: &TenantRegistry, outcome: &Outcome<'_>) {
+        let http = &registry.inner.http;
+        self.active_counter(http, outcome.method).add(-1);
+        let failed =
+            outcome.error_type.is_some() || outcome.status.is_some_and(|s| s.is_server_error());
+        self.requests.finish(outcome.duration, failed);
+
+        let seconds = outcome.duration.as_secs_f64();
+        let route = outcome.route.map(|r| (r, registry.route_id(r)));
+        // A known route that could not get an id would merge with route-less series; record it
+        // unbound instead, under its real attributes.
+        let key = match route {
+            Some((_, None)) => None,
+            _ => Some(SeriesKey {
+                method: outcome.method as u8,
+                status: outcome.status.map_or(0, |s| s.as_u16()),
+                error: match (outcome.error_type, outcome.status) {
+                    (Some(semconv::ERROR_CANCELLED), _) => ErrorKind::Cancelled,
+                    (Some(_), _) => return self.record_unbound(http, outcome, seconds),
+                    (None, Some(s)) if s.is_server_error() => ErrorKind::Status,
+                    (None, _) => ErrorKind::None,
+                },
+                route: route.and_then(|(_, id)| id),
+            }),
+        };
+        let Some(key) = key else {
+            return self.record_unbound(http, outcome, seconds);
+        };
+        {
+            let map = self.durations.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(bound) = map.get(&key) {
+                bound.record(seconds);
+                return;
+            }
+        }
+        let mut map = self.durations.write().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_SERIES_PER_TENANT && !map.contains_key(&key) {
+            drop(map);
+            return self.record_unbound(http, outcome, seconds);
+        }
+        map.entry(key)
+            .or_insert_with(|| http.duration.bind(&self.duration_attributes(outcome)))
+            .record(seconds);
+    }
+
+    fn record_unbound(&self, http: &HttpInstruments, outcome: &Outcome<'_>, seconds: f64) {
+        http.duration
+            .record(seconds, &self.duration_attributes(outcome));
+    }
+
+    fn duration_attributes(&self, outcome: &Outcome<'_>) -> Vec<KeyValue> {
+        let mut attrs = Vec::with_capacity(5);
+        attrs.push(self.kv.clone());
+        attrs.push(KeyValue::new(
+            semconv::HTTP_REQUEST_METHOD,
+            semconv::method_name(outcome.method),
+        ));
+        if let Some(route) = outcome.route {
+            attrs.push(KeyValue::new(semconv::HTTP_ROUTE, route.to_owned()));
+        }
+        if let Some(status) = outcome.status {
+            attrs.push(KeyValue::new(
+                semconv::HTTP_RESPONSE_STATUS_CODE,
+                i64::from(status.as_u16()),
+            ));
+        }
+        if let Some(error) = outcome.error_type {
+            attrs.push(KeyValue::new(semconv::ERROR_TYPE, error));
+        } else if let Some(status) = outcome.status.filter(|s| s.is_server_error()) {
+            attrs.push(KeyValue::new(
+                semconv::ERROR_TYPE,
+                status.as_str().to_owned(),
+            ));
+        }
+        attrs
+    }
+}
+
+impl fmt::Debug for TenantEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantEntry").field("id", &self.id).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_bounds_admission_and_counts_overflow() {
+        let registry = TenantRegistry::builder().max_tenants(3).build();
+        for i in 0..10 {
+            let t = registry.resolve(&format!("t{i}"));
+            if i < 3 {
+                assert_eq!(t.metric_label(), format!("t{i}"));
+            } else {
+                assert_eq!(t.metric_label(), OVERFLOW_TENANT);
+                assert_eq!(t.id().as_str(), format!("t{i}"));
+            }
+        }
+        // Known tenants keep resolving to their own entry.
+        assert_eq!(registry.resolve("t1").metric_label(), "t1");
+        assert_eq!(registry.len(), 3);
+        assert_eq!(registry.overflowed_requests(), 7);
+    }
+
+    #[test]
+    fn allowlist_admits_only_registered_tenants() {
+        let registry = TenantRegistry::builder()
+            .allowlist([TenantId::parse("gold").unwrap()])
+            .build();
+        assert_eq!(registry.resolve("gold").metric_label(), "gold");
+        assert_eq!(registry.resolve("other").metric_label(), OVERFLOW_TENANT);
+        assert!(registry.register(TenantId::parse("other").unwrap()));
+        assert_eq!(registry.resolve("other").metric_label(), "other");
+    }
+
+    #[test]
+    fn reserved_labels_cannot_be_claimed() {
+        let registry = TenantRegistry::builder().build();
+        assert!(registry.resolve(UNKNOWN_TENANT).is_unknown());
+        let t = registry.resolve(OVERFLOW_TENANT);
+        assert_eq!(t.metric_label(), OVERFLOW_TENANT);
+        assert_eq!(registry.len(), 0);
+    }
+
+    #[test]
+    fn concurrent_admission_never_passes_the_cap() {
+        let registry = TenantRegistry::builder().max_tenants(50).build();
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let registry = registry.clone();
+                s.spawn(move || {
+                    for i in 0..500 {
+                        registry.resolve(&format!("id-{}", (i * 7 + t) % 300));
+                    }
+                });
+            }
+        });
+        assert_eq!(registry.len(), 50);
+    }
+}

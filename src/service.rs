@@ -1,0 +1,240 @@
+//! [`TenantService`]: the per-request work of [`TenantLayer`](crate::TenantLayer).
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Instant;
+
+use http::{Request, Response};
+use opentelemetry::baggage::{Baggage, BaggageExt};
+use opentelemetry::trace::{SpanBuilder, SpanKind};
+use opentelemetry::{KeyValue, StringValue};
+use opentelemetry_http::HeaderExtractor;
+use tower_service::Service;
+
+use crate::body::TenantBody;
+use crate::future::ResponseFuture;
+use crate::inflight::{InFlight, Route};
+use crate::layer::{Config, MissingTenant};
+use crate::semconv;
+use crate::source::RequestHead;
+use crate::tenant::{validate, InvalidTenantId, Tenant, TENANT_ID_KEY};
+
+/// The service made by [`TenantLayer`](crate::TenantLayer). For each request it:
+///
+/// 1. extracts the caller's trace context and baggage (W3C `traceparent`, `baggage`);
+/// 2. finds the tenant through the source chain and validates it; a missing or invalid tenant is
+///    rejected with 400 (or served as `__unknown__` if so configured);
+/// 3. starts a server span (`{method} {route}`, `tenant.id`, the HTTP semantic conventions),
+///    child of the caller's span;
+/// 4. attaches a context with that span and baggage `tenant.id` while the inner service and the
+///    response body run, and puts [`Tenant`] in the request extensions;
+/// 5. ends the span and records duration and active requests when the response body ends, the
+///    client goes away, or the inner service fails.
+#[derive(Clone)]
+pub struct TenantService<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> TenantService<S> {
+    pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
+        TenantService { inner, config }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for TenantService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantService")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why no tenant could be used.
+pub(crate) enum Rejection {
+    Missing,
+    Invalid(String, InvalidTenantId),
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for TenantService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: http_body::Body,
+{
+    type Response = Response<TenantBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let config = &*self.config;
+        let path = req.uri().path();
+        if config.excluded.iter().any(|p| **p == *path) {
+            return ResponseFuture::passthrough(self.inner.call(req));
+        }
+        let start = Instant::now();
+
+        let parent = config.propagator.extract(&HeaderExtractor(req.headers()));
+        let inbound = parent.baggage();
+
+        let (found, source_is_baggage) = {
+            let head = RequestHead {
+                method: req.method(),
+                uri: req.uri(),
+                headers: req.headers(),
+                baggage: inbound,
+            };
+            find_tenant(config, &head)
+        };
+        let (tenant, rejection) = match found {
+            Ok(id) => (config.registry.resolve(&id), None),
+            Err(rejection) => (config.registry.unknown(), Some(rejection)),
+        };
+        let rejection = rejection.filter(|_| config.missing == MissingTenant::Reject);
+
+        let method = semconv::method_index(req.method());
+        let route = Route::of(&req);
+        let mut attributes = Vec::with_capacity(10);
+        attributes.push(KeyValue::new(
+            semconv::HTTP_REQUEST_METHOD,
+            semconv::method_name(method),
+        ));
+        if method == semconv::METHOD_SLOTS - 1 {
+            attributes.push(KeyValue::new(
+                semconv::HTTP_REQUEST_METHOD_ORIGINAL,
+                truncate(req.method().as_str(), 64).to_owned(),
+            ));
+        }
+        attributes.push(KeyValue::new(semconv::URL_PATH, path.to_owned()));
+        if let Some(scheme) = req.uri().scheme_str() {
+            attributes.push(KeyValue::new(semconv::URL_SCHEME, scheme.to_owned()));
+        }
+        if let Some(version) = semconv::protocol_version(req.version()) {
+            attributes.push(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, version));
+        }
+        if let Some(route) = route.as_deref() {
+            attributes.push(KeyValue::new(semconv::HTTP_ROUTE, route.to_owned()));
+        }
+        attributes.push(KeyValue::new(semconv::TENANT_ID, tenant.id().to_value()));
+        if let Some(claimed) = inbound.get(TENANT_ID_KEY) {
+            if !source_is_baggage && claimed.as_str() != tenant.id().as_str() {
+                // A caller claimed another tenant in baggage than the trusted source found:
+                // recorded for audit, never believed.
+                attributes.push(KeyValue::new(semconv::TENANT_BAGGAGE_MISMATCH, true));
+                attributes.push(KeyValue::new(
+                    "tenant.baggage_claimed",
+                    truncate(claimed.as_str(), 64).to_owned(),
+                ));
+            }
+        }
+        let name: Cow<'static, str> = match route.as_deref() {
+            Some(route) => format!("{} {}", semconv::method_name(method), route).into(),
+            None => semconv::method_name(method).into(),
+        };
+        let builder = SpanBuilder::from_name(name)
+            .with_kind(SpanKind::Server)
+            .with_attributes(attributes);
+
+        let baggage = handler_baggage(config, inbound, &tenant);
+        let cx = config.tracer.start(builder, &parent.with_baggage(baggage));
+
+        tenant.entry().request_started(&config.registry, method);
+        let inflight = InFlight::new(
+            cx,
+            tenant.clone(),
+            config.registry.clone(),
+            method,
+            route,
+            start,
+        );
+
+        if let Some(rejection) = rejection {
+            let grpc = is_grpc(&req);
+            return ResponseFuture::rejected(inflight, rejection_message(config, &rejection), grpc);
+        }
+
+        req.extensions_mut().insert(tenant);
+        let future = {
+            let _attached = inflight.context().clone().attach();
+            self.inner.call(req)
+        };
+        ResponseFuture::instrumented(future, inflight)
+    }
+}
+
+/// Runs the source chain: the first source that finds a value decides, valid or not.
+fn find_tenant(config: &Config, head: &RequestHead<'_>) -> (Result<String, Rejection>, bool) {
+    for source in &config.sources {
+        if let Some(raw) = source.find(head) {
+            let result = match validate(&raw) {
+                Ok(id) => Ok(id.to_owned()),
+                Err(e) => Err(Rejection::Invalid(source.describe(), e)),
+            };
+            return (result, source.is_baggage());
+        }
+    }
+    (Err(Rejection::Missing), false)
+}
+
+/// The baggage the handler sees and passes downstream: the caller's entries (unless dropped) with
+/// `tenant.id` set to the validated tenant, whatever the caller claimed.
+fn handler_baggage(config: &Config, inbound: &Baggage, tenant: &Tenant) -> Baggage {
+    let mut baggage = if config.propagate_inbound_baggage {
+        inbound
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    } else {
+        Baggage::new()
+    };
+    // The insert can only fail past the W3C limits, which the inbound baggage already respects
+    // minus the entry replaced here.
+    let _ = baggage.insert(
+        TENANT_ID_KEY,
+        StringValue::from(Arc::clone(tenant.id().shared())),
+    );
+    baggage
+}
+
+fn rejection_message(config: &Config, rejection: &Rejection) -> String {
+    match rejection {
+        Rejection::Missing => format!("missing tenant id: expected {}", config.expected),
+        Rejection::Invalid(source, e) => format!("invalid tenant id in {source}: {e}"),
+    }
+}
+
+fn is_grpc<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}

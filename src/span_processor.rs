@@ -1,0 +1,62 @@
+//! Copies the tenant from baggage onto every span, as the baggage span processors of other
+//! OpenTelemetry languages do.
+
+use std::time::Duration;
+
+use opentelemetry::baggage::BaggageExt;
+use opentelemetry::trace::Span as _;
+use opentelemetry::{Context, KeyValue, StringValue, Value};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
+
+use crate::semconv;
+use crate::tenant::TENANT_ID_KEY;
+
+/// A [`SpanProcessor`] that sets `tenant.id` on every span started in a context whose baggage
+/// holds a `tenant.id` entry: spans made with `tracing` inside a handler (through
+/// tracing-opentelemetry), spans of libraries the handler calls, spans of a service that got the
+/// tenant from a caller's baggage.
+///
+/// Register it on the tracer provider **before** the exporting processor, so the attribute is
+/// there when the span is exported. [`init`](crate::init) does this.
+///
+/// ```
+/// use opentelemetry_sdk::trace::SdkTracerProvider;
+/// use tenant_otel::TenantSpanProcessor;
+///
+/// let provider = SdkTracerProvider::builder()
+///     .with_span_processor(TenantSpanProcessor::new())
+///     .build();
+/// # let _ = provider;
+/// ```
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TenantSpanProcessor {
+    _private: (),
+}
+
+impl TenantSpanProcessor {
+    /// A processor copying the baggage entry `tenant.id`.
+    pub fn new() -> Self {
+        TenantSpanProcessor { _private: () }
+    }
+}
+
+impl SpanProcessor for TenantSpanProcessor {
+    fn on_start(&self, span: &mut Span, cx: &Context) {
+        if let Some(tenant) = cx.baggage().get(TENANT_ID_KEY) {
+            // The baggage value shares the tenant's allocation; cloning it copies a pointer.
+            let value: StringValue = tenant.clone();
+            span.set_attribute(KeyValue::new(semconv::TENANT_ID, Value::String(value)));
+        }
+    }
+
+    fn on_end(&self, _span: SpanData) {}
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+}
