@@ -88,6 +88,7 @@ pub struct TelemetryBuilder {
     endpoint: Option<String>,
     protocol: Option<Protocol>,
     metric_interval: Option<Duration>,
+    export_timeout: Option<Duration>,
     temporality: Option<Temporality>,
     max_tenants: usize,
     allowlist: Option<Vec<TenantId>>,
@@ -104,6 +105,7 @@ impl Default for TelemetryBuilder {
             endpoint: None,
             protocol: None,
             metric_interval: None,
+            export_timeout: None,
             temporality: None,
             max_tenants: DEFAULT_MAX_TENANTS,
             allowlist: None,
@@ -138,6 +140,14 @@ impl TelemetryBuilder {
     /// How often metrics are exported, instead of `OTEL_METRIC_EXPORT_INTERVAL` (default 60 s).
     pub fn metric_export_interval(mut self, interval: Duration) -> Self {
         self.metric_interval = Some(interval);
+        self
+    }
+
+    /// How long one export may take before it is abandoned, instead of
+    /// `OTEL_EXPORTER_OTLP_TIMEOUT` (default 10 s). Bounds how long shutdown waits for a
+    /// collector that accepts connections and never answers.
+    pub fn export_timeout(mut self, timeout: Duration) -> Self {
+        self.export_timeout = Some(timeout);
         self
     }
 
@@ -301,6 +311,7 @@ impl TelemetryBuilder {
         }
         Ok(Some(ExportTarget {
             endpoint: self.endpoint.clone(),
+            timeout: self.export_timeout,
             protocol: self
                 .protocol
                 .or(env_protocol)
@@ -335,6 +346,7 @@ fn cardinality_view(instrument: &Instrument, max_tenants: usize) -> Option<Strea
 #[allow(dead_code)]
 struct ExportTarget {
     endpoint: Option<String>,
+    timeout: Option<Duration>,
     protocol: Protocol,
 }
 
@@ -357,6 +369,9 @@ impl ExportTarget {
                 if let Some(url) = self.url("traces") {
                     b = b.with_endpoint(url);
                 }
+                if let Some(t) = self.timeout {
+                    b = b.with_timeout(t);
+                }
                 b.build()
             }
             #[cfg(feature = "otlp-http")]
@@ -364,6 +379,9 @@ impl ExportTarget {
                 let mut b = SpanExporter::builder().with_http();
                 if let Some(url) = self.url("traces") {
                     b = b.with_endpoint(url);
+                }
+                if let Some(t) = self.timeout {
+                    b = b.with_timeout(t);
                 }
                 b.build()
             }
@@ -382,6 +400,9 @@ impl ExportTarget {
                 if let Some(url) = self.url("logs") {
                     b = b.with_endpoint(url);
                 }
+                if let Some(t) = self.timeout {
+                    b = b.with_timeout(t);
+                }
                 b.build()
             }
             #[cfg(feature = "otlp-http")]
@@ -389,6 +410,9 @@ impl ExportTarget {
                 let mut b = LogExporter::builder().with_http();
                 if let Some(url) = self.url("logs") {
                     b = b.with_endpoint(url);
+                }
+                if let Some(t) = self.timeout {
+                    b = b.with_timeout(t);
                 }
                 b.build()
             }
@@ -414,6 +438,9 @@ impl ExportTarget {
                 if let Some(url) = self.url("metrics") {
                     b = b.with_endpoint(url);
                 }
+                if let Some(t) = self.timeout {
+                    b = b.with_timeout(t);
+                }
                 b.build()
             }
             #[cfg(feature = "otlp-http")]
@@ -421,6 +448,9 @@ impl ExportTarget {
                 let mut b = builder.with_http();
                 if let Some(url) = self.url("metrics") {
                     b = b.with_endpoint(url);
+                }
+                if let Some(t) = self.timeout {
+                    b = b.with_timeout(t);
                 }
                 b.build()
             }

@@ -33,6 +33,8 @@
 mod body;
 mod client;
 mod context;
+#[cfg(feature = "axum")]
+mod extract;
 mod future;
 mod inflight;
 mod init;

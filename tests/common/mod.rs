@@ -1,0 +1,125 @@
+//! Shared set-up for the integration tests: a fake OTLP collector and telemetry wired to it.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use fake_opentelemetry_collector::{ExportedLog, ExportedSpan, FakeCollectorServer};
+use tenant_otel::{Protocol, Telemetry};
+use tracing::subscriber::DefaultGuard;
+use tracing_subscriber::layer::SubscriberExt;
+
+pub struct Harness {
+    pub collector: FakeCollectorServer,
+    pub telemetry: Telemetry,
+    _subscriber: DefaultGuard,
+}
+
+impl Harness {
+    /// Telemetry exporting over gRPC to an in-process collector, with a `tracing` subscriber for
+    /// this thread only (tests run side by side in one process).
+    pub async fn start() -> Harness {
+        Self::start_with(|b| b).await
+    }
+
+    pub async fn start_with(
+        configure: impl FnOnce(tenant_otel::TelemetryBuilder) -> tenant_otel::TelemetryBuilder,
+    ) -> Harness {
+        let collector = FakeCollectorServer::start().await.expect("fake collector");
+        let builder = Telemetry::builder()
+            .service_name("test-service")
+            .otlp_endpoint(collector.endpoint())
+            .protocol(Protocol::Grpc)
+            .without_tracing_subscriber()
+            .without_globals();
+        let telemetry = configure(builder).init().expect("telemetry");
+        let subscriber = tracing_subscriber::registry()
+            .with(telemetry.tracing_layer())
+            .with(telemetry.log_bridge());
+        let guard = tracing::subscriber::set_default(subscriber);
+        Harness {
+            collector,
+            telemetry,
+            _subscriber: guard,
+        }
+    }
+
+    /// Flushes everything; the gRPC exporter needs the runtime to run meanwhile, so the blocking
+    /// shutdown goes to another thread.
+    pub async fn flush(&self) {
+        let tracer = self.telemetry.tracer_provider().clone();
+        let logger = self.telemetry.logger_provider().clone();
+        tokio::task::spawn_blocking(move || {
+            tracer.force_flush().expect("flush spans");
+            logger.force_flush().expect("flush logs");
+        })
+        .await
+        .unwrap();
+    }
+
+    /// Collects spans until `count` have arrived or `timeout` passed (the collector's channel
+    /// holds only 64 at a time, so it is drained as it goes).
+    pub async fn spans(&mut self, count: usize, timeout: Duration) -> Vec<ExportedSpan> {
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        while out.len() < count && Instant::now() < deadline {
+            out.extend(
+                self.collector
+                    .exported_spans(1, Duration::from_millis(100))
+                    .await,
+            );
+        }
+        out
+    }
+
+    pub async fn logs(&mut self, count: usize, timeout: Duration) -> Vec<ExportedLog> {
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        while out.len() < count && Instant::now() < deadline {
+            out.extend(
+                self.collector
+                    .exported_logs(1, Duration::from_millis(100))
+                    .await,
+            );
+        }
+        out
+    }
+}
+
+/// Shuts the providers down off the runtime thread.
+pub async fn shutdown(telemetry: Telemetry) {
+    tokio::task::spawn_blocking(move || telemetry.shutdown().expect("clean shutdown"))
+        .await
+        .unwrap();
+}
+
+pub fn span_named<'a>(spans: &'a [ExportedSpan], name: &str) -> &'a ExportedSpan {
+    spans.iter().find(|s| s.name == name).unwrap_or_else(|| {
+        panic!(
+            "no span named {name:?} among {:?}",
+            spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+        )
+    })
+}
+
+/// The plain value of an exported attribute (the fake collector keeps the protobuf's `Debug`
+/// text, e.g. `Some(AnyValue { value: Some(StringValue("acme")) })`).
+pub fn attr(attributes: &std::collections::BTreeMap<String, String>, key: &str) -> Option<String> {
+    let raw = attributes.get(key)?;
+    for (prefix, quoted) in [
+        ("StringValue(\"", true),
+        ("IntValue(", false),
+        ("BoolValue(", false),
+        ("DoubleValue(", false),
+    ] {
+        if let Some(start) = raw.find(prefix) {
+            let rest = &raw[start + prefix.len()..];
+            let end = if quoted {
+                rest.find("\")")?
+            } else {
+                rest.find(')')?
+            };
+            return Some(rest[..end].to_owned());
+        }
+    }
+    Some(raw.clone())
+}
