@@ -41,6 +41,9 @@ mod init;
 mod layer;
 mod log_processor;
 pub mod metrics;
+#[cfg(feature = "prometheus")]
+mod prometheus;
+mod query;
 mod registry;
 mod semconv;
 mod service;
@@ -48,6 +51,7 @@ mod source;
 mod span_processor;
 mod stats;
 mod tenant;
+mod view;
 
 pub use body::TenantBody;
 pub use client::{PropagateLayer, PropagateService};
@@ -56,6 +60,13 @@ pub use future::ResponseFuture;
 pub use init::{init, InitError, Protocol, Telemetry, TelemetryBuilder};
 pub use layer::{MissingTenant, TenantLayer, TenantLayerBuilder};
 pub use log_processor::TenantLogProcessor;
+#[cfg(feature = "prometheus")]
+pub use prometheus::{prometheus_response, prometheus_router};
+pub use query::{
+    InvalidQueryStatus, QueryGuard, QueryOutcome, QueryStatus, QueryTenant, QuotaError,
+    RegisterError, TenantInfo, MAX_QUOTA_RESOURCES, MAX_RESOURCE_TYPE_LEN, MAX_TENANT_LABEL_LEN,
+    MAX_TENANT_NAME_LEN,
+};
 pub use registry::{TenantRegistry, TenantRegistryBuilder, DEFAULT_MAX_TENANTS, DEFAULT_WINDOW};
 pub use service::TenantService;
 pub use source::{RequestHead, TenantSource};
@@ -65,3 +76,6 @@ pub use tenant::{
     InvalidTenantId, Tenant, TenantId, MAX_TENANT_ID_LEN, OVERFLOW_TENANT, TENANT_ID_KEY,
     UNKNOWN_TENANT,
 };
+#[cfg(feature = "axum")]
+pub use view::view_router;
+pub use view::{Aggregate, PlatformSummary, PlatformView, TenantView};

@@ -8,10 +8,13 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use dashmap::DashMap;
-use opentelemetry::metrics::{BoundHistogram, BoundUpDownCounter, Meter, MeterProvider};
+use opentelemetry::metrics::{
+    BoundHistogram, BoundUpDownCounter, Meter, MeterProvider, ObservableGauge,
+};
 use opentelemetry::{InstrumentationScope, KeyValue};
 
 use crate::metrics::HttpInstruments;
+use crate::query::{QueryInstruments, QuerySeries, QuotaSlot, RegisteredInfo};
 use crate::semconv::{self, METHOD_SLOTS};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::tenant::{Tenant, TenantId, OVERFLOW_TENANT, UNKNOWN_TENANT};
@@ -48,6 +51,11 @@ const MAX_SERIES_PER_TENANT: usize = 512;
 /// assert_eq!(c.id().as_str(), "c"); // spans still see the real id
 /// assert_eq!(registry.overflowed_requests(), 1);
 /// ```
+///
+/// The registry is also where queries are tracked ([`start_query`](Self::start_query),
+/// [`track_query`](Self::track_query)), quotas and tenant metadata are recorded, and the
+/// in-process view is read ([`view`](Self::view)).
+#[doc(alias = "TenantMetricsCollector")]
 #[derive(Clone)]
 pub struct TenantRegistry {
     pub(crate) inner: Arc<Inner>,
@@ -65,6 +73,9 @@ pub(crate) struct Inner {
     pub(crate) window: Duration,
     pub(crate) meter: Meter,
     pub(crate) http: HttpInstruments,
+    pub(crate) query: QueryInstruments,
+    /// Kept so the `tenant.info` callback lives as long as the registry.
+    _info_gauge: ObservableGauge<u64>,
 }
 
 /// Builds a [`TenantRegistry`].
@@ -125,6 +136,7 @@ impl TenantRegistryBuilder {
             .meter
             .unwrap_or_else(|| opentelemetry::global::meter_with_scope(scope()));
         let http = HttpInstruments::new(&meter);
+        let query = QueryInstruments::new(&meter);
         let reserved = |name| {
             Arc::new(TenantEntry::new(
                 TenantId::reserved(name),
@@ -132,22 +144,34 @@ impl TenantRegistryBuilder {
                 self.window,
             ))
         };
-        let inner = Inner {
-            tenants: DashMap::new(),
-            admitted: AtomicUsize::new(0),
-            max_tenants: self.max_tenants,
-            allowlist_only: self.allowlist.is_some(),
-            overflow: reserved(OVERFLOW_TENANT),
-            unknown: reserved(UNKNOWN_TENANT),
-            overflowed: AtomicU64::new(0),
-            routes: DashMap::new(),
-            window: self.window,
-            meter,
-            http,
-        };
-        let registry = TenantRegistry {
-            inner: Arc::new(inner),
-        };
+        // The callback holds the registry weakly: the meter provider outlives it otherwise,
+        // and a strong reference would keep every tenant entry alive through the provider.
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
+            let weak = weak.clone();
+            let info_gauge = crate::query::tenant_info_gauge(&meter, move |observe| {
+                if let Some(inner) = weak.upgrade() {
+                    for entry in inner.tenants.iter() {
+                        entry.observe_info(&mut *observe);
+                    }
+                }
+            });
+            Inner {
+                tenants: DashMap::new(),
+                admitted: AtomicUsize::new(0),
+                max_tenants: self.max_tenants,
+                allowlist_only: self.allowlist.is_some(),
+                overflow: reserved(OVERFLOW_TENANT),
+                unknown: reserved(UNKNOWN_TENANT),
+                overflowed: AtomicU64::new(0),
+                routes: DashMap::new(),
+                window: self.window,
+                meter,
+                http,
+                query,
+                _info_gauge: info_gauge,
+            }
+        });
+        let registry = TenantRegistry { inner };
         for id in self.allowlist.into_iter().flatten() {
             registry.register(id);
         }
@@ -200,18 +224,26 @@ impl TenantRegistry {
     }
 
     /// Admits `id` explicitly (in allowlist mode, this is how a tenant is allowed). Returns
-    /// false when the cap is reached.
+    /// false when the cap is reached, or for the reserved `__overflow__` and `__unknown__`.
     pub fn register(&self, id: impl Into<TenantId>) -> bool {
-        let id = id.into();
+        self.register_entry(id.into()).is_some()
+    }
+
+    /// Admits `id` and returns its entry, or `None` when the cap is reached or the id is
+    /// reserved.
+    pub(crate) fn register_entry(&self, id: TenantId) -> Option<Arc<TenantEntry>> {
+        if matches!(id.as_str(), OVERFLOW_TENANT | UNKNOWN_TENANT) {
+            // A tenant of that name would shadow the shared series in every lookup.
+            return None;
+        }
         let inner = &*self.inner;
-        if inner.tenants.contains_key(id.as_str()) {
-            return true;
+        if let Some(entry) = inner.tenants.get(id.as_str()) {
+            return Some(Arc::clone(&entry));
         }
         if !inner.reserve_slot() {
-            return false;
+            return None;
         }
-        inner.insert(id);
-        true
+        Some(inner.insert(id))
     }
 
     /// The tenant used for requests without a usable id when the layer lets them through.
@@ -278,6 +310,25 @@ impl TenantRegistry {
         out.push(Arc::clone(&self.inner.overflow));
         out.push(Arc::clone(&self.inner.unknown));
         out
+    }
+
+    /// Not part of the API: one request through the recording path (resolve, start, finish)
+    /// without a service around it, so the benchmarks can time exactly that.
+    #[doc(hidden)]
+    pub fn __bench_request(&self, id: &str, route: &str, status: u16, duration: Duration) {
+        let tenant = self.resolve(id);
+        let method = semconv::method_index(&http::Method::GET);
+        tenant.entry.request_started(self, method);
+        tenant.entry.request_finished(
+            self,
+            &Outcome {
+                method,
+                route: Some(route),
+                status: http::StatusCode::from_u16(status).ok(),
+                error_type: None,
+                duration,
+            },
+        );
     }
 
     /// A small number identifying a route template, or `None` once [`MAX_ROUTES`] are known.
@@ -353,6 +404,11 @@ pub(crate) struct TenantEntry {
     active: [OnceLock<BoundUpDownCounter<i64>>; METHOD_SLOTS],
     durations: RwLock<HashMap<SeriesKey, BoundHistogram<f64>>>,
     pub(crate) requests: Stats,
+    pub(crate) queries: Stats,
+    /// Bound on the first query, so tenants that only serve HTTP export no `rag.*` series.
+    pub(crate) query_series: OnceLock<QuerySeries>,
+    pub(crate) quota: RwLock<Vec<QuotaSlot>>,
+    pub(crate) info: RwLock<Option<RegisteredInfo>>,
 }
 
 /// What a finished request's duration series is keyed on, all small and `Copy` so a lookup
@@ -392,6 +448,10 @@ impl TenantEntry {
             active: Default::default(),
             durations: RwLock::new(HashMap::new()),
             requests: Stats::new(window),
+            queries: Stats::new(window),
+            query_series: OnceLock::new(),
+            quota: RwLock::new(Vec::new()),
+            info: RwLock::new(None),
         }
     }
 
@@ -547,6 +607,20 @@ mod tests {
         let t = registry.resolve(OVERFLOW_TENANT);
         assert_eq!(t.metric_label(), OVERFLOW_TENANT);
         assert_eq!(registry.len(), 0);
+    }
+
+    #[test]
+    fn reserved_labels_cannot_be_registered() {
+        let registry = TenantRegistry::builder().build();
+        assert!(!registry.register(TenantId::reserved(OVERFLOW_TENANT)));
+        assert!(!registry.register(TenantId::reserved(UNKNOWN_TENANT)));
+        assert_eq!(registry.len(), 0);
+        assert_eq!(
+            registry.resolve(OVERFLOW_TENANT).metric_label(),
+            OVERFLOW_TENANT
+        );
+        assert!(registry.register(TenantId::parse("real").unwrap()));
+        assert_eq!(registry.len(), 1);
     }
 
     #[test]
