@@ -41,7 +41,7 @@ pub struct PlatformSummary {
 
 /// Counts and the mean over many tenants: total duration over total count, which is exactly
 /// the number that hides a failing tenant among healthy ones.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "axum", derive(serde::Serialize))]
 pub struct Aggregate {
     /// Finished since start.
@@ -147,6 +147,25 @@ fn worst_first(a: &TenantView, b: &TenantView) -> Ordering {
         .total_cmp(&b.success_rate())
         .then_with(|| b.p99_ms().total_cmp(&a.p99_ms()))
         .then_with(|| a.tenant.cmp(&b.tenant))
+}
+
+impl Default for Aggregate {
+    /// Nothing finished: rates read 1, like [`StatsSnapshot`]'s, so an idle platform does not
+    /// look like a failing one.
+    fn default() -> Self {
+        Aggregate {
+            total: 0,
+            success: 0,
+            errors: 0,
+            success_rate: 1.0,
+            active: 0,
+            avg_ms: 0.0,
+            window_total: 0,
+            window_errors: 0,
+            window_success_rate: 1.0,
+            window_avg_ms: 0.0,
+        }
+    }
 }
 
 impl Aggregate {
