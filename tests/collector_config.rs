@@ -51,24 +51,66 @@ const SPANMETRICS_SERIES: &[&str] = &[
 /// here may use. Not the full list: the ones an operator plausibly reaches for. A name outside it
 /// is a typo or a component the contrib image does not ship.
 const CONTRIB_RECEIVERS: &[&str] = &[
-    "otlp", "prometheus", "hostmetrics", "jaeger", "zipkin", "filelog", "kafka", "k8s_cluster",
-    "kubeletstats", "docker_stats", "httpcheck",
+    "otlp",
+    "prometheus",
+    "hostmetrics",
+    "jaeger",
+    "zipkin",
+    "filelog",
+    "kafka",
+    "k8s_cluster",
+    "kubeletstats",
+    "docker_stats",
+    "httpcheck",
 ];
 const CONTRIB_PROCESSORS: &[&str] = &[
-    "memory_limiter", "batch", "tail_sampling", "probabilistic_sampler", "resource", "attributes",
-    "transform", "filter", "k8sattributes", "resourcedetection", "groupbytrace", "groupbyattrs",
-    "cumulativetodelta", "deltatocumulative", "metricstransform", "span", "redaction",
+    "memory_limiter",
+    "batch",
+    "tail_sampling",
+    "probabilistic_sampler",
+    "resource",
+    "attributes",
+    "transform",
+    "filter",
+    "k8sattributes",
+    "resourcedetection",
+    "groupbytrace",
+    "groupbyattrs",
+    "cumulativetodelta",
+    "deltatocumulative",
+    "metricstransform",
+    "span",
+    "redaction",
 ];
 const CONTRIB_EXPORTERS: &[&str] = &[
-    "otlp", "otlphttp", "prometheus", "prometheusremotewrite", "debug", "file", "kafka", "zipkin",
+    "otlp",
+    "otlphttp",
+    "prometheus",
+    "prometheusremotewrite",
+    "debug",
+    "file",
+    "kafka",
+    "zipkin",
     "loadbalancing",
 ];
 const CONTRIB_CONNECTORS: &[&str] = &[
-    "spanmetrics", "forward", "servicegraph", "count", "routing", "exceptions", "sum",
+    "spanmetrics",
+    "forward",
+    "servicegraph",
+    "count",
+    "routing",
+    "exceptions",
+    "sum",
 ];
 const CONTRIB_EXTENSIONS: &[&str] = &[
-    "health_check", "pprof", "zpages", "basicauth", "bearertokenauth", "oauth2client",
-    "file_storage", "headers_setter",
+    "health_check",
+    "pprof",
+    "zpages",
+    "basicauth",
+    "bearertokenauth",
+    "oauth2client",
+    "file_storage",
+    "headers_setter",
 ];
 
 fn config_dir() -> PathBuf {
@@ -88,7 +130,10 @@ fn run(tools: &[&str], args: &[&str]) -> Output {
             Err(e) => panic!("cannot run {tool}: {e}"),
         }
     }
-    panic!("{} not found on PATH; install it with `{INSTALL_HINT}`", tools.join(" or "))
+    panic!(
+        "{} not found on PATH; install it with `{INSTALL_HINT}`",
+        tools.join(" or ")
+    )
 }
 
 fn promtool(args: &[&str]) -> Output {
@@ -112,7 +157,12 @@ fn load_yaml(path: &Path) -> Yaml {
     let src = fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let mut docs = YamlLoader::load_from_str(&src)
         .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()));
-    assert_eq!(docs.len(), 1, "{} should hold one YAML document", path.display());
+    assert_eq!(
+        docs.len(),
+        1,
+        "{} should hold one YAML document",
+        path.display()
+    );
     docs.remove(0)
 }
 
@@ -136,16 +186,22 @@ fn promtool_test_files() -> Vec<PathBuf> {
 }
 
 fn str_of<'a>(y: &'a Yaml, what: &str) -> &'a str {
-    y.as_str().unwrap_or_else(|| panic!("{what} should be a string, found {y:?}"))
+    y.as_str()
+        .unwrap_or_else(|| panic!("{what} should be a string, found {y:?}"))
 }
 
 fn vec_of<'a>(y: &'a Yaml, what: &str) -> &'a Vec<Yaml> {
-    y.as_vec().unwrap_or_else(|| panic!("{what} should be a list, found {y:?}"))
+    y.as_vec()
+        .unwrap_or_else(|| panic!("{what} should be a list, found {y:?}"))
 }
 
 fn keys_of(y: &Yaml) -> Vec<String> {
     y.as_hash()
-        .map(|h| h.keys().filter_map(|k| k.as_str().map(str::to_owned)).collect())
+        .map(|h| {
+            h.keys()
+                .filter_map(|k| k.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -174,11 +230,30 @@ fn recorded_names() -> BTreeSet<String> {
 // Metric names in PromQL
 
 const PROMQL_KEYWORDS: &[&str] = &[
-    "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right",
-    "offset", "bool", "inf", "nan", "atan2",
+    "and",
+    "or",
+    "unless",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "offset",
+    "bool",
+    "inf",
+    "nan",
+    "atan2",
 ];
 /// Keywords followed by a parenthesised list of label names, not of expressions.
-const LABEL_LIST_KEYWORDS: &[&str] = &["by", "without", "on", "ignoring", "group_left", "group_right"];
+const LABEL_LIST_KEYWORDS: &[&str] = &[
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+];
 
 /// The metric names a PromQL expression selects: identifiers that are not functions, aggregations,
 /// keywords, label names (in `{...}` or in `by (...)` lists), strings, numbers or durations.
@@ -214,14 +289,20 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
         } else if c == '}' {
             braces = braces.saturating_sub(1);
             i += 1;
-        } else if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) {
+        } else if c.is_ascii_digit()
+            || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
+        {
             // Numbers and durations (5m, 1h30m, 1e3, 0x1f).
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.' || chars[i] == '_') {
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric() || chars[i] == '.' || chars[i] == '_')
+            {
                 i += 1;
             }
         } else if c.is_ascii_alphabetic() || c == '_' || c == ':' {
             let start = i;
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':') {
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
+            {
                 i += 1;
             }
             let word: String = chars[start..i].iter().collect();
@@ -252,7 +333,10 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 }
 
 fn followed_by_grouping(rest: &[char]) -> bool {
-    let word: String = rest.iter().take_while(|c| c.is_ascii_alphanumeric() || **c == '_').collect();
+    let word: String = rest
+        .iter()
+        .take_while(|c| c.is_ascii_alphanumeric() || **c == '_')
+        .collect();
     let word = word.to_ascii_lowercase();
     (word == "by" || word == "without")
         && rest[word.len()..].iter().find(|c| !c.is_whitespace()) == Some(&'(')
@@ -283,7 +367,10 @@ fn promtool_check_config_follows_rule_files() {
     let config = config_dir().join("prometheus/prometheus.yml");
     let out = promtool(&["check", "config", path_str(&config)]);
     let report = text(&out);
-    assert!(out.status.success(), "promtool check config failed\n{report}");
+    assert!(
+        out.status.success(),
+        "promtool check config failed\n{report}"
+    );
     for file in rule_files() {
         let name = file.file_name().unwrap().to_str().unwrap();
         assert!(
@@ -299,9 +386,16 @@ fn promtool_check_rules() {
     let mut args = vec!["check", "rules"];
     args.extend(files.iter().map(|f| path_str(f)));
     let out = promtool(&args);
-    assert!(out.status.success(), "promtool check rules failed\n{}", text(&out));
+    assert!(
+        out.status.success(),
+        "promtool check rules failed\n{}",
+        text(&out)
+    );
     let rules = all_rules();
-    let alerts = rules.iter().filter(|(_, r)| !r["alert"].is_badvalue()).count();
+    let alerts = rules
+        .iter()
+        .filter(|(_, r)| !r["alert"].is_badvalue())
+        .count();
     println!("{} rules, {} of them alerts", rules.len(), alerts);
     assert!(alerts >= 7, "expected at least 7 alerts, found {alerts}");
 }
@@ -316,7 +410,11 @@ fn promtool_unit_tests_pass() {
             file.display(),
             text(&out)
         );
-        assert!(String::from_utf8_lossy(&out.stdout).contains("SUCCESS"), "{}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("SUCCESS"),
+            "{}",
+            text(&out)
+        );
     }
 }
 
@@ -329,35 +427,57 @@ fn promtool_unit_tests_can_fail() {
     fs::create_dir(dir.path().join("tests")).unwrap();
     for file in rule_files() {
         let src = fs::read_to_string(&file).unwrap();
-        let src = src.replace("tenant:http_success:ratio_rate5m < 0.95", "tenant:http_success:ratio_rate5m <= 1");
-        fs::write(dir.path().join("rules").join(file.file_name().unwrap()), src).unwrap();
+        let src = src.replace(
+            "tenant:http_success:ratio_rate5m < 0.95",
+            "tenant:http_success:ratio_rate5m <= 1",
+        );
+        fs::write(
+            dir.path().join("rules").join(file.file_name().unwrap()),
+            src,
+        )
+        .unwrap();
     }
     let test = config_dir().join("prometheus/tests/averaging_blindness_test.yml");
     let copy = dir.path().join("tests/averaging_blindness_test.yml");
     fs::copy(&test, &copy).unwrap();
     let out = promtool(&["test", "rules", path_str(&copy)]);
     let report = text(&out);
-    assert!(!out.status.success(), "a broken threshold went unnoticed\n{report}");
-    assert!(report.contains("tenant-01"), "the failure should name a healthy tenant\n{report}");
+    assert!(
+        !out.status.success(),
+        "a broken threshold went unnoticed\n{report}"
+    );
+    assert!(
+        report.contains("tenant-01"),
+        "the failure should name a healthy tenant\n{report}"
+    );
 }
 
 #[test]
 fn every_alert_carries_routing_labels_and_is_tested_both_ways() {
     let mut alerts = BTreeMap::new();
     for (file, rule) in all_rules() {
-        let Some(name) = rule["alert"].as_str() else { continue };
+        let Some(name) = rule["alert"].as_str() else {
+            continue;
+        };
         let where_ = format!("{name} in {}", file.display());
         let labels = &rule["labels"];
         let severity = str_of(&labels["severity"], &format!("severity of {where_}"));
-        assert!(["page", "ticket"].contains(&severity), "{where_}: severity {severity}");
+        assert!(
+            ["page", "ticket"].contains(&severity),
+            "{where_}: severity {severity}"
+        );
         str_of(&labels["objective"], &format!("objective of {where_}"));
         let expr = str_of(&rule["expr"], "expr");
         // tenant_id and tier come from the expression (joined through tenant_info) or are static.
         let static_routing = !labels["tenant_id"].is_badvalue() && !labels["tier"].is_badvalue();
-        let joined = expr.contains("group_left (tier) tenant:tier:info") || expr.contains("tenant:slo_burn_rate:");
+        let joined = expr.contains("group_left (tier) tenant:tier:info")
+            || expr.contains("tenant:slo_burn_rate:");
         assert!(static_routing || joined, "{where_}: no tenant_id/tier");
         let ann = &rule["annotations"];
-        assert!(!str_of(&ann["summary"], "summary").is_empty(), "{where_}: summary");
+        assert!(
+            !str_of(&ann["summary"], "summary").is_empty(),
+            "{where_}: summary"
+        );
         assert!(
             str_of(&ann["runbook_url"], "runbook_url").starts_with("https://"),
             "{where_}: runbook_url"
@@ -372,7 +492,9 @@ fn every_alert_carries_routing_labels_and_is_tested_both_ways() {
     for file in promtool_test_files() {
         let doc = load_yaml(&file);
         for group in vec_of(&doc["tests"], "tests") {
-            let Some(tests) = group["alert_rule_test"].as_vec() else { continue };
+            let Some(tests) = group["alert_rule_test"].as_vec() else {
+                continue;
+            };
             for case in tests {
                 cases += 1;
                 let name = str_of(&case["alertname"], "alertname");
@@ -433,8 +555,16 @@ fn slo_objectives_per_tier() {
             objectives.insert(tier, str_of(&rule["expr"], "expr").to_owned());
         }
     }
-    for (tier, expr) in [("free", "vector(0.99)"), ("standard", "vector(0.995)"), ("premium", "vector(0.999)")] {
-        assert_eq!(objectives.get(tier).map(String::as_str), Some(expr), "objective of {tier}");
+    for (tier, expr) in [
+        ("free", "vector(0.99)"),
+        ("standard", "vector(0.995)"),
+        ("premium", "vector(0.999)"),
+    ] {
+        assert_eq!(
+            objectives.get(tier).map(String::as_str),
+            Some(expr),
+            "objective of {tier}"
+        );
     }
 }
 
@@ -449,14 +579,24 @@ fn alertmanager_config() -> PathBuf {
 fn amtool_check_config() {
     let config = alertmanager_config();
     let out = amtool(&["check-config", path_str(&config)]);
-    assert!(out.status.success(), "amtool check-config failed\n{}", text(&out));
+    assert!(
+        out.status.success(),
+        "amtool check-config failed\n{}",
+        text(&out)
+    );
 }
 
 fn route_test(receivers: &str, labels: &[&str]) -> Output {
     let config = alertmanager_config();
     let file_arg = format!("--config.file={}", path_str(&config));
     let verify = format!("--verify.receivers={receivers}");
-    let mut args = vec!["config", "routes", "test", file_arg.as_str(), verify.as_str()];
+    let mut args = vec![
+        "config",
+        "routes",
+        "test",
+        file_arg.as_str(),
+        verify.as_str(),
+    ];
     args.extend_from_slice(labels);
     amtool(&args)
 }
@@ -464,20 +604,116 @@ fn route_test(receivers: &str, labels: &[&str]) -> Output {
 #[test]
 fn alertmanager_routes_by_tier_and_tenant() {
     let cases: &[(&str, &[&str])] = &[
-        ("premium-page", &["tenant_id=acme", "tier=premium", "severity=page", "objective=availability"]),
-        ("premium-ticket", &["tenant_id=acme", "tier=premium", "severity=ticket", "objective=quota"]),
-        ("standard-page", &["tenant_id=initech", "tier=standard", "severity=page", "objective=latency"]),
-        ("standard-ticket", &["tenant_id=initech", "tier=standard", "severity=ticket", "objective=fairness"]),
-        ("free-alerts", &["tenant_id=hobby", "tier=free", "severity=page", "objective=availability"]),
-        ("free-alerts", &["tenant_id=hobby", "tier=free", "severity=ticket", "objective=quota"]),
+        (
+            "premium-page",
+            &[
+                "tenant_id=acme",
+                "tier=premium",
+                "severity=page",
+                "objective=availability",
+            ],
+        ),
+        (
+            "premium-ticket",
+            &[
+                "tenant_id=acme",
+                "tier=premium",
+                "severity=ticket",
+                "objective=quota",
+            ],
+        ),
+        (
+            "standard-page",
+            &[
+                "tenant_id=initech",
+                "tier=standard",
+                "severity=page",
+                "objective=latency",
+            ],
+        ),
+        (
+            "standard-ticket",
+            &[
+                "tenant_id=initech",
+                "tier=standard",
+                "severity=ticket",
+                "objective=fairness",
+            ],
+        ),
+        (
+            "free-alerts",
+            &[
+                "tenant_id=hobby",
+                "tier=free",
+                "severity=page",
+                "objective=availability",
+            ],
+        ),
+        (
+            "free-alerts",
+            &[
+                "tenant_id=hobby",
+                "tier=free",
+                "severity=ticket",
+                "objective=quota",
+            ],
+        ),
         // A tenant with its own receiver, and the tier's on-call as well.
-        ("tenant-finance,premium-page", &["tenant_id=finance", "tier=premium", "severity=page", "objective=availability"]),
-        ("tenant-finance,premium-ticket", &["tenant_id=finance", "tier=premium", "severity=ticket", "objective=quota"]),
+        (
+            "tenant-finance,premium-page",
+            &[
+                "tenant_id=finance",
+                "tier=premium",
+                "severity=page",
+                "objective=availability",
+            ],
+        ),
+        (
+            "tenant-finance,premium-ticket",
+            &[
+                "tenant_id=finance",
+                "tier=premium",
+                "severity=ticket",
+                "objective=quota",
+            ],
+        ),
         // A tenant whose tickets go to its own team only; its pages still reach the tier on-call.
-        ("tenant-globex-tickets", &["tenant_id=globex", "tier=standard", "severity=ticket", "objective=quota"]),
-        ("standard-page", &["tenant_id=globex", "tier=standard", "severity=page", "objective=latency"]),
-        ("platform-cardinality", &["alertname=TenantCardinalityOverflow", "tenant_id=__overflow__", "tier=platform", "severity=ticket"]),
-        ("platform-default", &["tenant_id=newcomer", "tier=unknown", "severity=page", "objective=availability"]),
+        (
+            "tenant-globex-tickets",
+            &[
+                "tenant_id=globex",
+                "tier=standard",
+                "severity=ticket",
+                "objective=quota",
+            ],
+        ),
+        (
+            "standard-page",
+            &[
+                "tenant_id=globex",
+                "tier=standard",
+                "severity=page",
+                "objective=latency",
+            ],
+        ),
+        (
+            "platform-cardinality",
+            &[
+                "alertname=TenantCardinalityOverflow",
+                "tenant_id=__overflow__",
+                "tier=platform",
+                "severity=ticket",
+            ],
+        ),
+        (
+            "platform-default",
+            &[
+                "tenant_id=newcomer",
+                "tier=unknown",
+                "severity=page",
+                "objective=availability",
+            ],
+        ),
     ];
     for (receivers, labels) in cases {
         let out = route_test(receivers, labels);
@@ -489,8 +725,16 @@ fn alertmanager_routes_by_tier_and_tenant() {
     }
     println!("{} amtool route cases", cases.len() + 1);
     // The check itself can fail: a free-tier page is not the premium on-call's.
-    let out = route_test("premium-page", &["tenant_id=hobby", "tier=free", "severity=page"]);
-    assert_eq!(out.status.code(), Some(1), "amtool should reject a wrong receiver\n{}", text(&out));
+    let out = route_test(
+        "premium-page",
+        &["tenant_id=hobby", "tier=free", "severity=page"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "amtool should reject a wrong receiver\n{}",
+        text(&out)
+    );
 }
 
 struct KillOnDrop(Child);
@@ -511,7 +755,12 @@ fn spawn_alertmanager(port: u16, storage: &Path) -> KillOnDrop {
         "--cluster.listen-address=".to_owned(),
     ];
     for bin in ["prometheus-alertmanager", "alertmanager"] {
-        match Command::new(bin).args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn() {
+        match Command::new(bin)
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
             Ok(child) => return KillOnDrop(child),
             Err(e) if e.kind() == ErrorKind::NotFound => continue,
             Err(e) => panic!("cannot start {bin}: {e}"),
@@ -521,8 +770,12 @@ fn spawn_alertmanager(port: u16, storage: &Path) -> KillOnDrop {
 }
 
 fn alert_keys(json: &[u8]) -> BTreeSet<(String, String, String)> {
-    let alerts: serde_json::Value = serde_json::from_slice(json)
-        .unwrap_or_else(|e| panic!("amtool output is not JSON ({e}): {}", String::from_utf8_lossy(json)));
+    let alerts: serde_json::Value = serde_json::from_slice(json).unwrap_or_else(|e| {
+        panic!(
+            "amtool output is not JSON ({e}): {}",
+            String::from_utf8_lossy(json)
+        )
+    });
     alerts
         .as_array()
         .expect("a JSON list of alerts")
@@ -537,7 +790,11 @@ fn alert_keys(json: &[u8]) -> BTreeSet<(String, String, String)> {
 
 #[test]
 fn alertmanager_page_inhibits_ticket_of_same_tenant_and_objective() {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let storage = tempfile::tempdir().expect("temporary directory");
     let mut am = spawn_alertmanager(port, storage.path());
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -545,7 +802,10 @@ fn alertmanager_page_inhibits_ticket_of_same_tenant_and_objective() {
         if let Some(status) = am.0.try_wait().unwrap() {
             panic!("alertmanager exited with {status}");
         }
-        assert!(Instant::now() < deadline, "alertmanager did not listen on {port}");
+        assert!(
+            Instant::now() < deadline,
+            "alertmanager did not listen on {port}"
+        );
         sleep(Duration::from_millis(100));
     }
     let url = format!("--alertmanager.url=http://127.0.0.1:{port}");
@@ -555,23 +815,59 @@ fn alertmanager_page_inhibits_ticket_of_same_tenant_and_objective() {
         if out.status.success() {
             break;
         }
-        assert!(Instant::now() < deadline, "alertmanager API not ready\n{}", text(&out));
+        assert!(
+            Instant::now() < deadline,
+            "alertmanager API not ready\n{}",
+            text(&out)
+        );
         sleep(Duration::from_millis(200));
     }
     let alerts: &[&[&str]] = &[
-        &["TenantErrorBudgetBurnPage", "tenant_id=finance", "tier=premium", "severity=page", "objective=availability"],
-        &["TenantErrorBudgetBurnTicket", "tenant_id=finance", "tier=premium", "severity=ticket", "objective=availability"],
-        &["TenantQuotaNearlyExhausted", "tenant_id=finance", "tier=premium", "severity=ticket", "objective=quota"],
-        &["TenantErrorBudgetBurnTicket", "tenant_id=acme", "tier=premium", "severity=ticket", "objective=availability"],
+        &[
+            "TenantErrorBudgetBurnPage",
+            "tenant_id=finance",
+            "tier=premium",
+            "severity=page",
+            "objective=availability",
+        ],
+        &[
+            "TenantErrorBudgetBurnTicket",
+            "tenant_id=finance",
+            "tier=premium",
+            "severity=ticket",
+            "objective=availability",
+        ],
+        &[
+            "TenantQuotaNearlyExhausted",
+            "tenant_id=finance",
+            "tier=premium",
+            "severity=ticket",
+            "objective=quota",
+        ],
+        &[
+            "TenantErrorBudgetBurnTicket",
+            "tenant_id=acme",
+            "tier=premium",
+            "severity=ticket",
+            "objective=availability",
+        ],
     ];
     for labels in alerts {
         let mut args = vec![url.as_str(), "alert", "add"];
         args.extend_from_slice(labels);
         let out = amtool(&args);
-        assert!(out.status.success(), "amtool alert add {labels:?}\n{}", text(&out));
+        assert!(
+            out.status.success(),
+            "amtool alert add {labels:?}\n{}",
+            text(&out)
+        );
     }
     let ticket = |tenant: &str, objective: &str| {
-        ("TenantErrorBudgetBurnTicket".to_owned(), tenant.to_owned(), objective.to_owned())
+        (
+            "TenantErrorBudgetBurnTicket".to_owned(),
+            tenant.to_owned(),
+            objective.to_owned(),
+        )
     };
     let expected_inhibited: BTreeSet<_> = [ticket("finance", "availability")].into_iter().collect();
     let mut inhibited = BTreeSet::new();
@@ -582,19 +878,33 @@ fn alertmanager_page_inhibits_ticket_of_same_tenant_and_objective() {
         assert!(out.status.success(), "{}", text(&out));
         inhibited = alert_keys(&out.stdout);
     }
-    assert_eq!(inhibited, expected_inhibited, "only finance's availability ticket is inhibited");
+    assert_eq!(
+        inhibited, expected_inhibited,
+        "only finance's availability ticket is inhibited"
+    );
 
     let out = amtool(&[url.as_str(), "alert", "query", "-o", "json"]);
     assert!(out.status.success(), "{}", text(&out));
     let active = alert_keys(&out.stdout);
     let expected_active: BTreeSet<_> = [
-        ("TenantErrorBudgetBurnPage".to_owned(), "finance".to_owned(), "availability".to_owned()),
-        ("TenantQuotaNearlyExhausted".to_owned(), "finance".to_owned(), "quota".to_owned()),
+        (
+            "TenantErrorBudgetBurnPage".to_owned(),
+            "finance".to_owned(),
+            "availability".to_owned(),
+        ),
+        (
+            "TenantQuotaNearlyExhausted".to_owned(),
+            "finance".to_owned(),
+            "quota".to_owned(),
+        ),
         ticket("acme", "availability"),
     ]
     .into_iter()
     .collect();
-    assert_eq!(active, expected_active, "a page silences neither other objectives nor other tenants");
+    assert_eq!(
+        active, expected_active,
+        "a page silences neither other objectives nor other tenants"
+    );
     drop(am);
 }
 
@@ -643,8 +953,14 @@ fn dashboard_exprs(dash: &serde_json::Value) -> Vec<String> {
         }
     }
     for var in dash["templating"]["list"].as_array().into_iter().flatten() {
-        let query = var["query"]["query"].as_str().or(var["query"].as_str()).unwrap_or_default();
-        if let Some(inner) = query.strip_prefix("label_values(").and_then(|q| q.strip_suffix(')')) {
+        let query = var["query"]["query"]
+            .as_str()
+            .or(var["query"].as_str())
+            .unwrap_or_default();
+        if let Some(inner) = query
+            .strip_prefix("label_values(")
+            .and_then(|q| q.strip_suffix(')'))
+        {
             if let Some((selector, _label)) = inner.rsplit_once(',') {
                 exprs.push(selector.trim().to_owned());
             }
@@ -689,7 +1005,9 @@ fn check_exprs_with_promtool(exprs: &[String]) -> Output {
     let mut yaml = String::from("groups:\n  - name: dashboard-expressions\n    rules:\n");
     for (i, expr) in exprs.iter().enumerate() {
         let quoted = serde_json::to_string(expr).unwrap();
-        yaml.push_str(&format!("      - record: dashboard:expr_{i}\n        expr: {quoted}\n"));
+        yaml.push_str(&format!(
+            "      - record: dashboard:expr_{i}\n        expr: {quoted}\n"
+        ));
     }
     let file = dir.path().join("dashboard-exprs.yml");
     fs::write(&file, yaml).unwrap();
@@ -707,7 +1025,12 @@ fn dashboard_promql_parses_and_uses_contract_names() {
     let mut all = Vec::new();
     for (path, dash) in dashboards() {
         let exprs = dashboard_exprs(&dash);
-        assert!(exprs.len() >= 5, "{}: only {} expressions", path.display(), exprs.len());
+        assert!(
+            exprs.len() >= 5,
+            "{}: only {} expressions",
+            path.display(),
+            exprs.len()
+        );
         for expr in exprs {
             let expr = substitute_grafana_vars(&expr);
             let names = metric_names(&expr);
@@ -723,13 +1046,20 @@ fn dashboard_promql_parses_and_uses_contract_names() {
         }
     }
     let out = check_exprs_with_promtool(&all);
-    assert!(out.status.success(), "dashboard PromQL does not parse\n{}", text(&out));
+    assert!(
+        out.status.success(),
+        "dashboard PromQL does not parse\n{}",
+        text(&out)
+    );
     println!("{} dashboard expressions checked", all.len());
 
     // The check can fail: one unbalanced expression makes promtool reject the file.
     let mut broken = all.clone();
     broken.push("sum(rate(http_server_request_duration_seconds_count[5m])".to_owned());
-    assert!(!check_exprs_with_promtool(&broken).status.success(), "promtool accepted broken PromQL");
+    assert!(
+        !check_exprs_with_promtool(&broken).status.success(),
+        "promtool accepted broken PromQL"
+    );
 }
 
 fn dashboard_by_uid(uid: &str) -> serde_json::Value {
@@ -765,7 +1095,11 @@ fn link_urls(dash: &serde_json::Value) -> Vec<String> {
 
 #[test]
 fn dashboards_link_to_each_other_and_to_tenant_traces() {
-    let uids = ["tenant-otel-platform", "tenant-otel-tenant", "tenant-otel-route"];
+    let uids = [
+        "tenant-otel-platform",
+        "tenant-otel-tenant",
+        "tenant-otel-route",
+    ];
     for uid in uids {
         let dash = dashboard_by_uid(uid);
         let urls = link_urls(&dash);
@@ -778,15 +1112,24 @@ fn dashboards_link_to_each_other_and_to_tenant_traces() {
         // Every link into a dashboard names one that exists.
         for url in urls.iter().filter(|u| u.starts_with("/d/")) {
             let target = url.trim_start_matches("/d/").split('/').next().unwrap();
-            assert!(uids.contains(&target), "{uid} links to unknown dashboard {target}");
+            assert!(
+                uids.contains(&target),
+                "{uid} links to unknown dashboard {target}"
+            );
         }
     }
 
     let tenant = dashboard_by_uid("tenant-otel-tenant");
     let vars = tenant["templating"]["list"].as_array().unwrap();
-    let tenant_var = vars.iter().find(|v| v["name"] == "tenant").expect("$tenant variable");
+    let tenant_var = vars
+        .iter()
+        .find(|v| v["name"] == "tenant")
+        .expect("$tenant variable");
     assert!(
-        tenant_var["query"]["query"].as_str().unwrap_or_default().contains("tenant_id"),
+        tenant_var["query"]["query"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("tenant_id"),
         "$tenant ranges over tenant_id"
     );
     let urls = link_urls(&tenant);
@@ -797,37 +1140,61 @@ fn dashboards_link_to_each_other_and_to_tenant_traces() {
         "the tenant drill-down links to Jaeger traces filtered by tenant.id"
     );
     // Links from the tenant drill-down to the routes carry the tenant along.
-    assert!(urls.iter().any(|u| u.starts_with("/d/tenant-otel-route/") && u.contains("var-tenant=${tenant}")));
+    assert!(urls
+        .iter()
+        .any(|u| u.starts_with("/d/tenant-otel-route/") && u.contains("var-tenant=${tenant}")));
     // The platform table and series link each tenant to its drill-down.
     let platform = dashboard_by_uid("tenant-otel-platform");
     assert!(link_urls(&platform)
         .iter()
-        .any(|u| u.starts_with("/d/tenant-otel-tenant/") && u.contains("var-tenant=${__data.fields.")));
+        .any(|u| u.starts_with("/d/tenant-otel-tenant/")
+            && u.contains("var-tenant=${__data.fields.")));
 
     // Averaging blindness: the platform average and the worst tenant's p99 in one panel.
     let exprs: Vec<Vec<String>> = panels(&platform)
         .iter()
         .map(|p| {
-            p["targets"].as_array().into_iter().flatten()
+            p["targets"]
+                .as_array()
+                .into_iter()
+                .flatten()
                 .filter_map(|t| t["expr"].as_str().map(str::to_owned))
                 .collect()
         })
         .collect();
-    assert!(exprs.iter().any(|e| e.iter().any(|x| x.contains("platform:http_request_duration_seconds:avg_5m"))
-        && e.iter().any(|x| x.contains("platform:tenant_http_request_duration_seconds:max_p99_5m"))));
+    assert!(exprs.iter().any(|e| e
+        .iter()
+        .any(|x| x.contains("platform:http_request_duration_seconds:avg_5m"))
+        && e.iter()
+            .any(|x| x.contains("platform:tenant_http_request_duration_seconds:max_p99_5m"))));
 
     // Datasources the dashboards use are provisioned, with the uids the dashboards name.
     let ds = load_yaml(&config_dir().join("grafana/provisioning/datasources/datasources.yml"));
     let provisioned: BTreeMap<String, String> = vec_of(&ds["datasources"], "datasources")
         .iter()
-        .map(|d| (str_of(&d["uid"], "uid").to_owned(), str_of(&d["type"], "type").to_owned()))
+        .map(|d| {
+            (
+                str_of(&d["uid"], "uid").to_owned(),
+                str_of(&d["type"], "type").to_owned(),
+            )
+        })
         .collect();
-    assert_eq!(provisioned.get("prometheus").map(String::as_str), Some("prometheus"));
-    assert_eq!(provisioned.get("jaeger").map(String::as_str), Some("jaeger"));
+    assert_eq!(
+        provisioned.get("prometheus").map(String::as_str),
+        Some("prometheus")
+    );
+    assert_eq!(
+        provisioned.get("jaeger").map(String::as_str),
+        Some("jaeger")
+    );
     for (path, dash) in dashboards() {
         for panel in panels(&dash) {
             if let Some(uid) = panel["datasource"]["uid"].as_str() {
-                assert!(provisioned.contains_key(uid), "{}: datasource {uid}", path.display());
+                assert!(
+                    provisioned.contains_key(uid),
+                    "{}: datasource {uid}",
+                    path.display()
+                );
             }
         }
     }
@@ -863,18 +1230,30 @@ fn collector_pipelines_are_consistent() {
     }
     for ext in vec_of(&cfg["service"]["extensions"], "service.extensions") {
         let ext = str_of(ext, "extension");
-        assert!(defined["extensions"].contains(ext), "extension {ext} is not defined");
+        assert!(
+            defined["extensions"].contains(ext),
+            "extension {ext} is not defined"
+        );
     }
 
-    let pipelines = cfg["service"]["pipelines"].as_hash().expect("service.pipelines");
+    let pipelines = cfg["service"]["pipelines"]
+        .as_hash()
+        .expect("service.pipelines");
     let mut used: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     let mut connector_as_exporter: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut connector_as_receiver: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, pipeline) in pipelines {
         let name = str_of(name, "pipeline name").to_owned();
         let signal = component_type(&name).to_owned();
-        assert!(["traces", "metrics", "logs"].contains(&signal.as_str()), "pipeline {name}");
-        for (role, section) in [("receivers", "receivers"), ("processors", "processors"), ("exporters", "exporters")] {
+        assert!(
+            ["traces", "metrics", "logs"].contains(&signal.as_str()),
+            "pipeline {name}"
+        );
+        for (role, section) in [
+            ("receivers", "receivers"),
+            ("processors", "processors"),
+            ("exporters", "exporters"),
+        ] {
             let ids: Vec<String> = pipeline[role]
                 .as_vec()
                 .map(|v| v.iter().map(|i| str_of(i, role).to_owned()).collect())
@@ -889,7 +1268,11 @@ fn collector_pipelines_are_consistent() {
                     "pipeline {name} uses {role} `{id}`, which is not defined"
                 );
                 if is_connector {
-                    let map = if role == "exporters" { &mut connector_as_exporter } else { &mut connector_as_receiver };
+                    let map = if role == "exporters" {
+                        &mut connector_as_exporter
+                    } else {
+                        &mut connector_as_receiver
+                    };
                     map.entry(id.clone()).or_default().push(name.clone());
                     used.entry("connectors").or_default().insert(id);
                 } else {
@@ -905,7 +1288,11 @@ fn collector_pipelines_are_consistent() {
             .any(|r| !defined["connectors"].contains(str_of(r, "receiver")));
         if external_input {
             let first = pipeline["processors"].as_vec().and_then(|p| p.first());
-            assert_eq!(first.and_then(Yaml::as_str), Some("memory_limiter"), "memory_limiter first in {name}");
+            assert_eq!(
+                first.and_then(Yaml::as_str),
+                Some("memory_limiter"),
+                "memory_limiter first in {name}"
+            );
         }
     }
     for (section, ids) in &defined {
@@ -920,8 +1307,14 @@ fn collector_pipelines_are_consistent() {
         }
     }
     for id in &defined["connectors"] {
-        assert!(connector_as_exporter.contains_key(id), "connector {id} is never an exporter");
-        assert!(connector_as_receiver.contains_key(id), "connector {id} is never a receiver");
+        assert!(
+            connector_as_exporter.contains_key(id),
+            "connector {id} is never an exporter"
+        );
+        assert!(
+            connector_as_receiver.contains_key(id),
+            "connector {id} is never a receiver"
+        );
     }
 
     // spanmetrics: traces in, metrics out, tenant.id as a dimension, and it sees every span
@@ -931,13 +1324,25 @@ fn collector_pipelines_are_consistent() {
         .iter()
         .map(|d| str_of(&d["name"], "dimension name"))
         .collect();
-    assert!(dims.contains(&"tenant.id"), "spanmetrics dimensions {dims:?} lack tenant.id");
-    assert_eq!(str_of(&spanmetrics["histogram"]["unit"], "histogram.unit"), "s", "_seconds like the contract");
+    assert!(
+        dims.contains(&"tenant.id"),
+        "spanmetrics dimensions {dims:?} lack tenant.id"
+    );
+    assert_eq!(
+        str_of(&spanmetrics["histogram"]["unit"], "histogram.unit"),
+        "s",
+        "_seconds like the contract"
+    );
     for p in &connector_as_exporter["spanmetrics"] {
         assert!(p.starts_with("traces"), "spanmetrics fed by {p}");
-        let procs = pipelines.get(&Yaml::String(p.clone())).expect("pipeline")["processors"].as_vec().cloned().unwrap_or_default();
+        let procs = pipelines.get(&Yaml::String(p.clone())).expect("pipeline")["processors"]
+            .as_vec()
+            .cloned()
+            .unwrap_or_default();
         assert!(
-            !procs.iter().any(|x| x.as_str().is_some_and(|s| s.contains("sampl"))),
+            !procs
+                .iter()
+                .any(|x| x.as_str().is_some_and(|s| s.contains("sampl"))),
             "spanmetrics must see spans before sampling ({p})"
         );
     }
@@ -946,30 +1351,68 @@ fn collector_pipelines_are_consistent() {
     }
 
     // Tail sampling keeps errors and slow traces, plus a share of the rest, and feeds Jaeger.
-    let policies = vec_of(&cfg["processors"]["tail_sampling"]["policies"], "tail_sampling.policies");
-    let types: BTreeSet<&str> = policies.iter().map(|p| str_of(&p["type"], "policy type")).collect();
+    let policies = vec_of(
+        &cfg["processors"]["tail_sampling"]["policies"],
+        "tail_sampling.policies",
+    );
+    let types: BTreeSet<&str> = policies
+        .iter()
+        .map(|p| str_of(&p["type"], "policy type"))
+        .collect();
     for t in ["status_code", "latency", "probabilistic"] {
         assert!(types.contains(t), "tail_sampling lacks a {t} policy");
     }
-    let status = policies.iter().find(|p| p["type"].as_str() == Some("status_code")).unwrap();
-    assert!(vec_of(&status["status_code"]["status_codes"], "status_codes").contains(&Yaml::String("ERROR".into())));
+    let status = policies
+        .iter()
+        .find(|p| p["type"].as_str() == Some("status_code"))
+        .unwrap();
+    assert!(
+        vec_of(&status["status_code"]["status_codes"], "status_codes")
+            .contains(&Yaml::String("ERROR".into()))
+    );
     let mut jaeger_fed_by_sampler = false;
     for (name, pipeline) in pipelines {
-        let procs: Vec<&str> = pipeline["processors"].as_vec().into_iter().flatten().filter_map(Yaml::as_str).collect();
-        let exps: Vec<&str> = pipeline["exporters"].as_vec().into_iter().flatten().filter_map(Yaml::as_str).collect();
+        let procs: Vec<&str> = pipeline["processors"]
+            .as_vec()
+            .into_iter()
+            .flatten()
+            .filter_map(Yaml::as_str)
+            .collect();
+        let exps: Vec<&str> = pipeline["exporters"]
+            .as_vec()
+            .into_iter()
+            .flatten()
+            .filter_map(Yaml::as_str)
+            .collect();
         if exps.contains(&"otlp/jaeger") {
-            assert!(procs.contains(&"tail_sampling"), "{name:?} sends to Jaeger unsampled");
+            assert!(
+                procs.contains(&"tail_sampling"),
+                "{name:?} sends to Jaeger unsampled"
+            );
             jaeger_fed_by_sampler = true;
         }
         if exps.contains(&"prometheus") {
             assert!(str_of(name, "pipeline").starts_with("metrics"));
         }
     }
-    assert!(jaeger_fed_by_sampler, "no pipeline exports traces to Jaeger");
-    assert_eq!(str_of(&cfg["exporters"]["otlp/jaeger"]["endpoint"], "endpoint"), "jaeger:4317");
+    assert!(
+        jaeger_fed_by_sampler,
+        "no pipeline exports traces to Jaeger"
+    );
+    assert_eq!(
+        str_of(&cfg["exporters"]["otlp/jaeger"]["endpoint"], "endpoint"),
+        "jaeger:4317"
+    );
     let prom = &cfg["exporters"]["prometheus"];
-    assert_eq!(prom["resource_to_telemetry_conversion"]["enabled"].as_bool(), Some(true));
-    assert_ne!(prom["add_metric_suffixes"].as_bool(), Some(false), "contract names need the unit suffixes");
+    assert_eq!(
+        prom["resource_to_telemetry_conversion"]["enabled"].as_bool(),
+        Some(true)
+    );
+    assert_ne!(
+        prom["add_metric_suffixes"].as_bool(),
+        Some(false),
+        "contract names need the unit suffixes"
+    );
     let protocols = keys_of(&cfg["receivers"]["otlp"]["protocols"]);
     assert!(protocols.contains(&"grpc".to_owned()) && protocols.contains(&"http".to_owned()));
 }
@@ -986,16 +1429,26 @@ fn compose_mounts_files_that_exist() {
         ("alertmanager", "prom/alertmanager:"),
         ("grafana", "grafana/grafana:"),
     ] {
-        assert!(services.contains(&service.to_owned()), "compose lacks {service}");
+        assert!(
+            services.contains(&service.to_owned()),
+            "compose lacks {service}"
+        );
         let img = str_of(&compose["services"][service]["image"], "image");
         assert!(img.starts_with(image), "{service} runs {img}");
     }
     let mut mounts = 0;
     for service in &services {
-        for volume in compose["services"][service.as_str()]["volumes"].as_vec().into_iter().flatten() {
+        for volume in compose["services"][service.as_str()]["volumes"]
+            .as_vec()
+            .into_iter()
+            .flatten()
+        {
             let source = str_of(volume, "volume").split(':').next().unwrap();
             if source.starts_with("./") {
-                assert!(dir.join(source).exists(), "{service} mounts {source}, which does not exist");
+                assert!(
+                    dir.join(source).exists(),
+                    "{service} mounts {source}, which does not exist"
+                );
                 mounts += 1;
             }
         }
