@@ -72,10 +72,10 @@ pub(crate) enum Tracer {
 
 impl Tracer {
     pub(crate) fn start(&self, builder: SpanBuilder, parent: &Context) -> Context {
-        match self {
+        crate::span_processor::starting_server_span(|| match self {
             Tracer::Sdk(t) => parent.with_span(builder.start_with_context(t, parent)),
             Tracer::Global(t) => parent.with_span(builder.start_with_context(t, parent)),
-        }
+        })
     }
 }
 

@@ -1,6 +1,7 @@
 //! Copies the tenant from baggage onto every span, as the baggage span processors of other
 //! OpenTelemetry languages do.
 
+use std::cell::Cell;
 use std::time::Duration;
 
 use opentelemetry::baggage::BaggageExt;
@@ -41,8 +42,25 @@ impl TenantSpanProcessor {
     }
 }
 
+thread_local! {
+    /// Set while the layer starts its own server span, which already carries `tenant.id`: the
+    /// processor must not add it a second time.
+    static STARTING_SERVER_SPAN: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `start` with the processor told to leave the span alone.
+pub(crate) fn starting_server_span<R>(start: impl FnOnce() -> R) -> R {
+    STARTING_SERVER_SPAN.with(|flag| flag.set(true));
+    let result = start();
+    STARTING_SERVER_SPAN.with(|flag| flag.set(false));
+    result
+}
+
 impl SpanProcessor for TenantSpanProcessor {
     fn on_start(&self, span: &mut Span, cx: &Context) {
+        if STARTING_SERVER_SPAN.with(Cell::get) {
+            return;
+        }
         if let Some(tenant) = cx.baggage().get(TENANT_ID_KEY) {
             // The baggage value shares the tenant's allocation; cloning it copies a pointer.
             let value: StringValue = tenant.clone();

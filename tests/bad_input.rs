@@ -1,0 +1,223 @@
+//! Hostile and broken input: each gets a clear 400 or the documented fallback, never a panic,
+//! and never a new tenant entry.
+
+use axum::body::Body;
+use axum::routing::get;
+use axum::Router;
+use http::{HeaderValue, Request, StatusCode};
+use http_body_util::BodyExt;
+use tenant_otel::{Tenant, TenantLayer, TenantRegistry, TenantSource};
+use tower::ServiceExt;
+
+fn app(layer: TenantLayer) -> Router {
+    Router::new()
+        .route("/", get(|t: Tenant| async move { t.id().to_string() }))
+        .route("/health", get(|| async { "up" }))
+        .layer(layer)
+}
+
+async fn send(app: &Router, req: Request<Body>) -> (StatusCode, String) {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn with_tenant(value: HeaderValue) -> Request<Body> {
+    let mut req = Request::get("/").body(Body::empty()).unwrap();
+    req.headers_mut().insert("x-tenant-id", value);
+    req
+}
+
+#[tokio::test]
+async fn missing_empty_invalid_and_oversized_ids_get_a_clear_400() {
+    let registry = TenantRegistry::builder().build();
+    let app = app(TenantLayer::builder().registry(registry.clone()).build());
+
+    let (status, msg) = send(&app, Request::get("/").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(msg, "missing tenant id: expected header `x-tenant-id`");
+
+    let cases: Vec<(HeaderValue, &str)> = vec![
+        (HeaderValue::from_static(""), "tenant id is empty"),
+        (
+            HeaderValue::from_static("acme corp"),
+            "character outside [A-Za-z0-9._-] at byte 4",
+        ),
+        (
+            HeaderValue::from_static("../../etc"),
+            "outside [A-Za-z0-9._-]",
+        ),
+        (
+            HeaderValue::from_str(&"a".repeat(10 * 1024)).unwrap(),
+            "tenant id is 10240 bytes long; at most 64 are allowed",
+        ),
+        (
+            HeaderValue::from_bytes(b"acme\xff\xfe").unwrap(),
+            "character outside [A-Za-z0-9._-] at byte 4",
+        ),
+    ];
+    for (value, expected) in cases {
+        let (status, msg) = send(&app, with_tenant(value)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{msg}");
+        assert!(
+            msg.starts_with("invalid tenant id in header `x-tenant-id`: ")
+                && msg.contains(expected),
+            "{msg:?} should mention {expected:?}"
+        );
+        // The message never echoes the raw value back.
+        assert!(msg.len() < 200);
+    }
+    assert_eq!(registry.len(), 0, "rejected ids never become tenants");
+    let unknown = registry.request_stats("__unknown__").unwrap();
+    assert_eq!(
+        unknown.total, 6,
+        "rejections are still counted, as __unknown__"
+    );
+    assert_eq!(unknown.active, 0);
+}
+
+#[tokio::test]
+async fn allow_missing_serves_unknown_and_excluded_paths_pass_untouched() {
+    let app = app(TenantLayer::builder()
+        .allow_missing()
+        .exclude_path("/health")
+        .build());
+    assert_eq!(
+        send(&app, Request::get("/").body(Body::empty()).unwrap()).await,
+        (StatusCode::OK, "__unknown__".to_owned())
+    );
+    assert_eq!(
+        send(&app, with_tenant(HeaderValue::from_static("bad id"))).await,
+        (StatusCode::OK, "__unknown__".to_owned())
+    );
+    let strict = self::app(TenantLayer::builder().exclude_path("/health").build());
+    assert_eq!(
+        send(
+            &strict,
+            Request::get("/health").body(Body::empty()).unwrap()
+        )
+        .await,
+        (StatusCode::OK, "up".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn hostile_baggage_is_bounded_and_never_believed_over_a_trusted_header() {
+    let registry = TenantRegistry::builder().build();
+    let app = app(TenantLayer::builder()
+        .source(TenantSource::header("x-tenant-id"))
+        .source(TenantSource::baggage())
+        .registry(registry.clone())
+        .build());
+
+    // 100 KB of baggage, and 10,000 entries: over the W3C limits, so the propagator drops the
+    // header whole; the trusted header still decides.
+    let huge = format!("tenant.id=evil,big={}", "x".repeat(100 * 1024));
+    let many = (0..10_000)
+        .map(|i| format!("k{i}=v{i}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    for baggage in [huge.clone(), many.clone()] {
+        let mut req = with_tenant(HeaderValue::from_static("finance"));
+        req.headers_mut()
+            .insert("baggage", HeaderValue::from_str(&baggage).unwrap());
+        assert_eq!(
+            send(&app, req).await,
+            (StatusCode::OK, "finance".to_owned())
+        );
+    }
+    // Without the header, oversized baggage finds no tenant at all.
+    for baggage in [huge, many] {
+        let mut req = Request::get("/").body(Body::empty()).unwrap();
+        req.headers_mut()
+            .insert("baggage", HeaderValue::from_str(&baggage).unwrap());
+        let (status, msg) = send(&app, req).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            msg.starts_with(
+                "missing tenant id: expected header `x-tenant-id` or baggage entry `tenant.id`"
+            ),
+            "{msg}"
+        );
+    }
+
+    // A spoofed baggage tenant loses to the trusted header.
+    let mut req = with_tenant(HeaderValue::from_static("finance"));
+    req.headers_mut()
+        .insert("baggage", HeaderValue::from_static("tenant.id=payroll"));
+    assert_eq!(
+        send(&app, req).await,
+        (StatusCode::OK, "finance".to_owned())
+    );
+    // Baggage alone, where trusted, is used; an invalid baggage tenant is refused.
+    let mut req = Request::get("/").body(Body::empty()).unwrap();
+    req.headers_mut()
+        .insert("baggage", HeaderValue::from_static("tenant.id=payroll"));
+    assert_eq!(
+        send(&app, req).await,
+        (StatusCode::OK, "payroll".to_owned())
+    );
+    let mut req = Request::get("/").body(Body::empty()).unwrap();
+    req.headers_mut()
+        .insert("baggage", HeaderValue::from_static("tenant.id=a%20b"));
+    let (status, msg) = send(&app, req).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        msg.starts_with("invalid tenant id in baggage entry `tenant.id`"),
+        "{msg}"
+    );
+
+    let mut tenants: Vec<_> = registry
+        .tenants()
+        .iter()
+        .map(|t| t.id().to_string())
+        .collect();
+    tenants.sort();
+    assert_eq!(tenants, ["finance", "payroll"]);
+}
+
+#[tokio::test]
+async fn untrusted_baggage_is_ignored_by_default() {
+    // The default chain is the header alone: baggage cannot name a tenant.
+    let app = app(TenantLayer::new());
+    let mut req = Request::get("/").body(Body::empty()).unwrap();
+    req.headers_mut()
+        .insert("baggage", HeaderValue::from_static("tenant.id=payroll"));
+    assert_eq!(send(&app, req).await.0, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn grpc_callers_get_invalid_argument() {
+    let app = app(TenantLayer::new());
+    let req = Request::post("/")
+        .header("content-type", "application/grpc")
+        .body(Body::empty())
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["grpc-status"], "3");
+    assert_eq!(
+        res.headers()["grpc-message"],
+        "missing tenant id: expected header `x-tenant-id`"
+    );
+}
+
+#[tokio::test]
+async fn a_flood_of_distinct_ids_stays_within_the_cap() {
+    let registry = TenantRegistry::builder().max_tenants(100).build();
+    let app = app(TenantLayer::builder().registry(registry.clone()).build());
+    for i in 0..5_000 {
+        let (status, body) = send(
+            &app,
+            with_tenant(HeaderValue::from_str(&format!("t-{i}")).unwrap()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        // Handlers (and spans) see the real id even past the cap.
+        assert_eq!(body, format!("t-{i}"));
+    }
+    assert_eq!(registry.len(), 100);
+    assert_eq!(registry.overflowed_requests(), 4_900);
+    assert_eq!(registry.request_stats("__overflow__").unwrap().total, 4_900);
+}

@@ -1,0 +1,99 @@
+//! A collector that is down or never answers costs telemetry, never a request.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::routing::get;
+use axum::Router;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use tenant_otel::{Protocol, Telemetry};
+use tower::ServiceExt;
+
+/// A port nothing listens on.
+async fn closed_port() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}
+
+/// A listener that accepts connections and never says a word.
+async fn silent_listener() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (format!("http://{addr}"), task)
+}
+
+async fn serve_through(endpoint: String, protocol: Protocol) {
+    let telemetry = Telemetry::builder()
+        .otlp_endpoint(endpoint)
+        .protocol(protocol)
+        .metric_export_interval(Duration::from_millis(100))
+        .export_timeout(Duration::from_millis(500))
+        .without_tracing_subscriber()
+        .without_globals()
+        .init()
+        .expect("building exporters does not need the collector to be up");
+    let app = Router::new()
+        .route("/work", get(|| async { "done" }))
+        .layer(telemetry.layer());
+    for i in 0..200 {
+        let res = app
+            .clone()
+            .oneshot(
+                Request::get("/work")
+                    .header("x-tenant-id", format!("t{}", i % 5))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(
+            &res.into_body().collect().await.unwrap().to_bytes()[..],
+            b"done"
+        );
+        if i % 50 == 0 {
+            // Let periodic metric exports and span batches hit the dead collector meanwhile.
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+    assert_eq!(telemetry.registry().request_stats("t0").unwrap().total, 40);
+    // Shutdown reports the failed exports but comes back (each export is bounded by the
+    // timeout); it must not hang or panic.
+    let result = tokio::task::spawn_blocking(move || telemetry.shutdown())
+        .await
+        .unwrap();
+    let _ = result;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_listening_grpc() {
+    serve_through(closed_port().await, Protocol::Grpc).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_listening_http() {
+    serve_through(closed_port().await, Protocol::HttpProtobuf).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_answering_grpc() {
+    let (endpoint, task) = silent_listener().await;
+    serve_through(endpoint, Protocol::Grpc).await;
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_answering_http() {
+    let (endpoint, task) = silent_listener().await;
+    serve_through(endpoint, Protocol::HttpProtobuf).await;
+    task.abort();
+}
