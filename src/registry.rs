@@ -71,7 +71,6 @@ pub(crate) struct Inner {
     overflowed: AtomicU64,
     routes: DashMap<Box<str>, u32>,
     pub(crate) window: Duration,
-    pub(crate) meter: Meter,
     pub(crate) http: HttpInstruments,
     pub(crate) query: QueryInstruments,
     /// Kept so the `tenant.info` callback lives as long as the registry.
@@ -165,7 +164,6 @@ impl TenantRegistryBuilder {
                 overflowed: AtomicU64::new(0),
                 routes: DashMap::new(),
                 window: self.window,
-                meter,
                 http,
                 query,
                 _info_gauge: info_gauge,
