@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::logs::SdkLoggerProvider;
-use opentelemetry_sdk::metrics::{
-    Instrument, PeriodicReader, SdkMeterProvider, Stream, Temporality,
-};
+use opentelemetry_sdk::metrics::{Instrument, SdkMeterProvider, Stream, Temporality};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 use tracing_subscriber::layer::SubscriberExt;
@@ -197,6 +195,10 @@ impl TelemetryBuilder {
     }
 
     /// Builds the providers, the registry and (unless turned off) the global subscriber.
+    #[cfg_attr(
+        not(any(feature = "otlp-grpc", feature = "otlp-http", feature = "prometheus")),
+        allow(unused_mut)
+    )]
     pub fn init(self) -> Result<Telemetry, InitError> {
         let mut resource = Resource::builder();
         if let Some(name) = &self.service_name {
@@ -227,7 +229,9 @@ impl TelemetryBuilder {
         if let Some(target) = &export {
             tracer_provider = tracer_provider.with_batch_exporter(target.spans()?);
             logger_provider = logger_provider.with_batch_exporter(target.logs()?);
-            let mut reader = PeriodicReader::builder(target.metrics(self.temporality)?);
+            let mut reader = opentelemetry_sdk::metrics::PeriodicReader::builder(
+                target.metrics(self.temporality)?,
+            );
             if let Some(interval) = self.metric_interval {
                 reader = reader.with_interval(interval);
             }

@@ -13,7 +13,6 @@ pub(crate) const URL_PATH: Key = Key::from_static_str("url.path");
 pub(crate) const URL_SCHEME: Key = Key::from_static_str("url.scheme");
 pub(crate) const NETWORK_PROTOCOL_VERSION: Key = Key::from_static_str("network.protocol.version");
 pub(crate) const TENANT_ID: Key = Key::from_static_str(crate::tenant::TENANT_ID_KEY);
-pub(crate) const TENANT_SOURCE: Key = Key::from_static_str("tenant.source");
 pub(crate) const TENANT_BAGGAGE_MISMATCH: Key = Key::from_static_str("tenant.baggage_mismatch");
 
 /// `error.type` when the client went away before the response body ended.

@@ -123,12 +123,12 @@ impl TenantSource {
             Kind::Subdomain(domain) => host(head).and_then(|host| {
                 let (label, rest) = host.split_once('.')?;
                 rest.eq_ignore_ascii_case(domain)
-                    .then(|| Cow::Borrowed(label.as_bytes()))
+                    .then_some(Cow::Borrowed(label.as_bytes()))
             }),
             Kind::Query(name) => head.uri.query().and_then(|q| {
                 q.split('&').find_map(|pair| {
                     let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                    (k == &**name).then(|| Cow::Borrowed(v.as_bytes()))
+                    (k == &**name).then_some(Cow::Borrowed(v.as_bytes()))
                 })
             }),
             Kind::Custom(f) => f(head).map(|s| match s {

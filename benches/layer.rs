@@ -1,0 +1,115 @@
+//! What one request through `TenantLayer` costs over a bare axum `Router`, called in process as
+//! a tower service (`GET /hello`, body read), with an always-on sampler and exporters that
+//! discard — the same kind of run as the peer numbers in the design notes.
+//!
+//! `cargo bench --bench layer`
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::routing::get;
+use axum::Router;
+use criterion::{criterion_group, criterion_main, Criterion};
+use http::Request;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use tenant_otel::{TenantLayer, TenantRegistry, TenantSpanProcessor};
+use tower::ServiceExt;
+
+#[derive(Debug)]
+struct DiscardSpans;
+
+impl SpanExporter for DiscardSpans {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        drop(batch);
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct DiscardMetrics;
+
+impl PushMetricExporter for DiscardMetrics {
+    async fn export(&self, _metrics: &ResourceMetrics) -> OTelSdkResult {
+        Ok(())
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+    fn temporality(&self) -> Temporality {
+        Temporality::Cumulative
+    }
+}
+
+fn router() -> Router {
+    Router::new().route("/hello", get(|| async { "hello" }))
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let tracer_provider = SdkTracerProvider::builder()
+        .with_span_processor(TenantSpanProcessor::new())
+        .with_batch_exporter(DiscardSpans)
+        .build();
+    let meter_provider = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(DiscardMetrics).build())
+        .build();
+
+    let tenants: Vec<String> = (0..100).map(|i| format!("tenant-{i}")).collect();
+    let request = |i: usize| {
+        Request::get("/hello")
+            .header("x-tenant-id", tenants[i % tenants.len()].as_str())
+            .body(Body::empty())
+            .unwrap()
+    };
+
+    let mut group = c.benchmark_group("request");
+    let bare = router();
+    let mut i = 0;
+    group.bench_function("bare_router", |b| {
+        b.iter(|| {
+            i += 1;
+            rt.block_on(async {
+                let res = bare.clone().oneshot(request(i)).await.unwrap();
+                axum::body::to_bytes(res.into_body(), usize::MAX)
+                    .await
+                    .unwrap()
+            })
+        })
+    });
+
+    let registry = TenantRegistry::builder()
+        .meter_provider(&meter_provider)
+        .build();
+    let full = router().layer(
+        TenantLayer::builder()
+            .tracer_provider(&tracer_provider)
+            .registry(registry)
+            .build(),
+    );
+    group.bench_function("tenant_layer_span_baggage_metrics", |b| {
+        b.iter(|| {
+            i += 1;
+            rt.block_on(async {
+                let res = full.clone().oneshot(request(i)).await.unwrap();
+                axum::body::to_bytes(res.into_body(), usize::MAX)
+                    .await
+                    .unwrap()
+            })
+        })
+    });
+    group.finish();
+    let _ = tracer_provider.shutdown();
+    let _ = meter_provider.shutdown();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
