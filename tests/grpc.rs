@@ -1,0 +1,70 @@
+//! The layer around a tonic gRPC server: the tenant comes from request metadata (a header), and
+//! a call without one gets `INVALID_ARGUMENT` the way gRPC clients expect.
+
+use std::time::Duration;
+
+use tenant_otel::{TenantLayer, TenantRegistry};
+use tonic::transport::{Channel, Server};
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+#[tokio::test]
+async fn a_tonic_server_gets_tenants_and_grpc_errors() {
+    let registry = TenantRegistry::builder().build();
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_serving::<tonic_health::pb::health_server::HealthServer<
+            tonic_health::server::HealthService,
+        >>()
+        .await;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let layer = TenantLayer::builder().registry(registry.clone()).build();
+    tokio::spawn(
+        Server::builder()
+            .layer(layer)
+            .add_service(health)
+            .serve_with_incoming(tokio_stream_from(listener)),
+    );
+
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .unwrap();
+    let mut client = HealthClient::new(channel);
+
+    let mut req = tonic::Request::new(HealthCheckRequest {
+        service: String::new(),
+    });
+    req.metadata_mut()
+        .insert("x-tenant-id", "finance".parse().unwrap());
+    let res = client.check(req).await.expect("served for a tenant");
+    assert_eq!(res.into_inner().status, 1, "SERVING");
+
+    let err = client
+        .check(tonic::Request::new(HealthCheckRequest {
+            service: String::new(),
+        }))
+        .await
+        .expect_err("no tenant");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert_eq!(
+        err.message(),
+        "missing tenant id: expected header `x-tenant-id`"
+    );
+
+    let finance = registry.request_stats("finance").unwrap();
+    assert_eq!((finance.total, finance.errors, finance.active), (1, 0, 0));
+}
+
+fn tokio_stream_from(
+    listener: tokio::net::TcpListener,
+) -> impl futures_util::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    futures_util::stream::unfold(listener, |listener| async move {
+        let accepted = listener.accept().await.map(|(s, _)| s);
+        Some((accepted, listener))
+    })
+}
