@@ -19,6 +19,9 @@ use crate::registry::{TenantRegistry, DEFAULT_MAX_TENANTS};
 use crate::span_processor::TenantSpanProcessor;
 use crate::tenant::TenantId;
 
+/// How long shutdown waits by default for pending telemetry to be delivered.
+const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The OTLP transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -61,12 +64,12 @@ impl std::error::Error for InitError {}
 /// `http/protobuf`, the default), `OTEL_METRIC_EXPORT_INTERVAL` (ms), `OTEL_TRACES_SAMPLER`.
 ///
 /// With no endpoint set nothing goes over the network; spans, baggage, the in-process view and
-/// the tenant on logs all still work. Call it inside a Tokio runtime (the gRPC exporter needs
-/// one) and keep the returned guard: dropping it, or [`Telemetry::shutdown`], flushes every
-/// pending span, metric and log record.
+/// the tenant on logs all still work. Keep the returned guard: dropping it, or
+/// [`Telemetry::shutdown`], flushes every pending span, metric and log record. Export runs on
+/// background threads of its own, so it works the same under any Tokio runtime flavour, or none.
 ///
 /// ```
-/// # #[tokio::main(flavor = "multi_thread")]
+/// # #[tokio::main]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let telemetry = tenant_otel::init()?;
 /// let app: axum::Router = axum::Router::new().layer(telemetry.layer());
@@ -87,6 +90,7 @@ pub struct TelemetryBuilder {
     protocol: Option<Protocol>,
     metric_interval: Option<Duration>,
     export_timeout: Option<Duration>,
+    shutdown_timeout: Duration,
     temporality: Option<Temporality>,
     max_tenants: usize,
     allowlist: Option<Vec<TenantId>>,
@@ -104,6 +108,7 @@ impl Default for TelemetryBuilder {
             protocol: None,
             metric_interval: None,
             export_timeout: None,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             temporality: None,
             max_tenants: DEFAULT_MAX_TENANTS,
             allowlist: None,
@@ -146,6 +151,13 @@ impl TelemetryBuilder {
     /// collector that accepts connections and never answers.
     pub fn export_timeout(mut self, timeout: Duration) -> Self {
         self.export_timeout = Some(timeout);
+        self
+    }
+
+    /// How long [`Telemetry::shutdown`] waits for the last spans and logs to be delivered
+    /// (default 30 s). The exporters' own timeout usually ends a hopeless export sooner.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
         self
     }
 
@@ -207,6 +219,24 @@ impl TelemetryBuilder {
         let resource = resource.build();
 
         let export = self.export_target()?;
+        // The gRPC exporter's connection tasks live on the runtime current when it is built. On
+        // the application's runtime they would stall whenever that runtime's thread blocks on
+        // shutdown (always, on a current-thread runtime) and fail outside any runtime; a
+        // one-thread runtime of its own makes init and shutdown work from anywhere.
+        #[cfg(feature = "otlp-grpc")]
+        let export_runtime = match &export {
+            Some(target) if target.protocol == Protocol::Grpc => Some(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("tenant-otel-export")
+                    .enable_all()
+                    .build()
+                    .map_err(|e| InitError(format!("export runtime: {e}")))?,
+            ),
+            _ => None,
+        };
+        #[cfg(feature = "otlp-grpc")]
+        let entered = export_runtime.as_ref().map(|rt| rt.enter());
 
         let mut tracer_provider = SdkTracerProvider::builder()
             .with_resource(resource.clone())
@@ -237,6 +267,8 @@ impl TelemetryBuilder {
             }
             meter_provider = meter_provider.with_reader(reader.build());
         }
+        #[cfg(feature = "otlp-grpc")]
+        drop(entered);
         #[cfg(feature = "prometheus")]
         let prometheus = {
             let registry = prometheus::Registry::new();
@@ -280,6 +312,9 @@ impl TelemetryBuilder {
             logger_provider,
             registry,
             exporting: export.is_some(),
+            #[cfg(feature = "otlp-grpc")]
+            export_runtime: std::sync::Mutex::new(export_runtime),
+            shutdown_timeout: self.shutdown_timeout,
             #[cfg(feature = "prometheus")]
             prometheus,
             shut_down: AtomicBool::new(false),
@@ -322,6 +357,25 @@ impl TelemetryBuilder {
                 .unwrap_or(Protocol::HttpProtobuf),
         }))
     }
+}
+
+/// `info` and above, minus the crates that export does its work with.
+fn without_transport_noise() -> EnvFilter {
+    [
+        "opentelemetry",
+        "opentelemetry_sdk",
+        "opentelemetry_otlp",
+        "hyper",
+        "hyper_util",
+        "h2",
+        "tonic",
+        "tower",
+        "reqwest",
+    ]
+    .iter()
+    .fold(EnvFilter::new("info"), |filter, target| {
+        filter.add_directive(format!("{target}=off").parse().expect("static directive"))
+    })
 }
 
 fn default_filter() -> EnvFilter {
@@ -484,6 +538,9 @@ pub struct Telemetry {
     logger_provider: SdkLoggerProvider,
     registry: TenantRegistry,
     exporting: bool,
+    #[cfg(feature = "otlp-grpc")]
+    export_runtime: std::sync::Mutex<Option<tokio::runtime::Runtime>>,
+    shutdown_timeout: Duration,
     #[cfg(feature = "prometheus")]
     prometheus: prometheus::Registry,
     shut_down: AtomicBool,
@@ -539,51 +596,65 @@ impl Telemetry {
         &self.prometheus
     }
 
-    /// A `tracing` layer that turns `tracing` spans into OpenTelemetry spans of this provider;
-    /// spans made inside a request become children of its server span.
+    /// A `tracing` layer that turns `tracing` spans (at `info` and above) into OpenTelemetry
+    /// spans of this provider; spans made inside a request become children of its server span.
+    /// The spans of the OpenTelemetry SDK and of the HTTP and gRPC transports are left out: the
+    /// exporter uses those transports, and its own spans would otherwise be exported in turn,
+    /// without end.
     pub fn tracing_layer<S>(&self) -> impl tracing_subscriber::Layer<S>
     where
         S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     {
-        tracing_opentelemetry::layer().with_tracer(self.tracer_provider.tracer("tenant-otel"))
+        tracing_opentelemetry::layer()
+            .with_tracer(self.tracer_provider.tracer("tenant-otel"))
+            .with_filter(without_transport_noise())
     }
 
-    /// A `tracing` layer that emits `tracing` events as OpenTelemetry log records of this
-    /// provider (the SDK's and the transports' own events are left out, so exporting cannot
-    /// feed on itself).
+    /// A `tracing` layer that emits `tracing` events (at `info` and above) as OpenTelemetry log
+    /// records of this provider, leaving out the SDK's and the transports' own events, so that
+    /// exporting cannot feed on itself.
     pub fn log_bridge<S>(&self) -> impl tracing_subscriber::Layer<S>
     where
         S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     {
-        let filter = EnvFilter::new("info")
-            .add_directive("opentelemetry=off".parse().expect("static directive"))
-            .add_directive("opentelemetry_sdk=off".parse().expect("static directive"))
-            .add_directive("hyper=off".parse().expect("static directive"))
-            .add_directive("h2=off".parse().expect("static directive"))
-            .add_directive("tonic=off".parse().expect("static directive"))
-            .add_directive("reqwest=off".parse().expect("static directive"));
         opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(
             &self.logger_provider,
         )
-        .with_filter(filter)
+        .with_filter(without_transport_noise())
     }
 
     /// Flushes every pending span, metric and log record and stops the exporters. Blocks until
-    /// done (each exporter has its own timeout); on a single-threaded Tokio runtime call it from
-    /// `spawn_blocking`, since the gRPC exporter needs the runtime to make progress.
+    /// done, at most the shutdown timeout (30 s by default) per signal.
     pub fn shutdown(&self) -> Result<(), InitError> {
         if self.shut_down.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
         let mut errors = Vec::new();
-        if let Err(e) = self.tracer_provider.shutdown() {
+        if let Err(e) = self
+            .tracer_provider
+            .shutdown_with_timeout(self.shutdown_timeout)
+        {
             errors.push(format!("traces: {e}"));
         }
         if let Err(e) = self.meter_provider.shutdown() {
             errors.push(format!("metrics: {e}"));
         }
-        if let Err(e) = self.logger_provider.shutdown() {
+        if let Err(e) = self
+            .logger_provider
+            .shutdown_with_timeout(self.shutdown_timeout)
+        {
             errors.push(format!("logs: {e}"));
+        }
+        #[cfg(feature = "otlp-grpc")]
+        if let Some(rt) = self
+            .export_runtime
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            // Everything is flushed; don't wait for idle connections to close (and don't block,
+            // which would panic when dropped inside the application's runtime).
+            rt.shutdown_background();
         }
         if errors.is_empty() {
             Ok(())

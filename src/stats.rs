@@ -28,7 +28,9 @@ pub(crate) struct Stats {
 #[derive(Debug)]
 struct Latency {
     since_start: Histogram<u64>,
-    halves: [Histogram<u64>; 2],
+    /// 32-bit counts halve the memory of the two window halves; a half is cleared every half
+    /// window, long before one bucket could count four billion requests.
+    halves: [Histogram<u32>; 2],
     /// Which half is being written.
     current: usize,
     /// When the current half began.
@@ -88,7 +90,7 @@ pub struct WindowSnapshot {
     pub p99_ms: f64,
 }
 
-fn new_histogram() -> Histogram<u64> {
+fn new_histogram<T: hdrhistogram::Counter>() -> Histogram<T> {
     // Auto-resizing: a tenant that only ever answers in milliseconds never pays for the buckets
     // of an hour.
     let mut h = Histogram::new(SIGFIG).expect("2 significant figures is a valid precision");
@@ -235,7 +237,7 @@ fn mean_ms(sum_micros: u64, count: u64) -> f64 {
     }
 }
 
-fn quantile_ms(h: &Histogram<u64>, q: f64) -> f64 {
+fn quantile_ms<T: hdrhistogram::Counter>(h: &Histogram<T>, q: f64) -> f64 {
     if h.is_empty() {
         0.0
     } else {

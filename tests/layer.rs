@@ -72,6 +72,12 @@ async fn server_span_child_spans_and_logs_carry_the_tenant() {
     );
     assert!(!format!("{a:?}").contains("secret"));
 
+    // Only the application's spans: the exporter's own transport (tonic, h2, hyper) must not be
+    // traced and exported in turn.
+    let mut names: Vec<_> = spans.iter().map(|s| s.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["GET /orders/{id}", "load_orders"]);
+
     let child = span_named(&spans, "load_orders");
     assert_eq!(child.trace_id, TRACE_ID);
     assert_eq!(child.parent_span_id, server.span_id);
@@ -95,6 +101,7 @@ async fn server_span_child_spans_and_logs_carry_the_tenant() {
     );
     assert_eq!(attr(&log.attributes, "user.id").as_deref(), Some("u-42"));
     assert_eq!(log.trace_id, TRACE_ID);
+    h.finish().await;
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -166,6 +173,7 @@ async fn service_a_passes_trace_and_tenant_to_service_b() {
         attr(&span_b.attributes, "tenant.id").as_deref(),
         Some("finance")
     );
+    h.finish().await;
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -237,6 +245,7 @@ async fn a_streaming_body_is_timed_to_its_end_and_a_dropped_one_is_cancelled() {
         Some("cancelled")
     );
     assert_eq!(cancelled.status.as_ref().unwrap().code, "STATUS_CODE_ERROR");
+    h.finish().await;
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -269,8 +278,10 @@ async fn a_clean_shutdown_delivers_every_span() {
             .unwrap(),
     );
     let collect = tokio::spawn(async move {
-        let spans = h.spans(N, Duration::from_secs(20)).await;
-        spans.into_iter().filter(|s| s.name == "GET /hello").count()
+        let spans = h.spans(N, Duration::from_secs(60)).await;
+        let count = spans.into_iter().filter(|s| s.name == "GET /hello").count();
+        h.finish().await;
+        count
     });
     common::shutdown(telemetry).await;
     assert_eq!(collect.await.unwrap(), N);

@@ -56,6 +56,18 @@ impl Harness {
         .unwrap();
     }
 
+    /// Shuts telemetry down off the runtime thread: the in-process collector runs on this
+    /// runtime and must keep answering while the exporters deliver their last batches.
+    pub async fn finish(self) {
+        let Harness {
+            collector,
+            telemetry,
+            _subscriber,
+        } = self;
+        shutdown(telemetry).await;
+        drop(collector);
+    }
+
     /// Collects spans until `count` have arrived or `timeout` passed (the collector's channel
     /// holds only 64 at a time, so it is drained as it goes).
     pub async fn spans(&mut self, count: usize, timeout: Duration) -> Vec<ExportedSpan> {
