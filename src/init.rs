@@ -95,6 +95,7 @@ pub struct TelemetryBuilder {
     max_tenants: usize,
     allowlist: Option<Vec<TenantId>>,
     window: Option<Duration>,
+    reclaim_after: Option<Duration>,
     install_subscriber: bool,
     console_logs: bool,
     set_globals: bool,
@@ -113,6 +114,7 @@ impl Default for TelemetryBuilder {
             max_tenants: DEFAULT_MAX_TENANTS,
             allowlist: None,
             window: None,
+            reclaim_after: None,
             install_subscriber: true,
             console_logs: true,
             set_globals: true,
@@ -178,6 +180,16 @@ impl TelemetryBuilder {
     /// Only these tenants get their own label.
     pub fn allowlist<I: IntoIterator<Item = TenantId>>(mut self, tenants: I) -> Self {
         self.allowlist = Some(tenants.into_iter().collect());
+        self
+    }
+
+    /// Let tenants that have been idle this long give their label slot back to new tenants, and
+    /// export metrics with delta temporality so the SDK frees their series too (see
+    /// [`TenantRegistryBuilder::reclaim_idle_after`](crate::TenantRegistryBuilder::reclaim_idle_after)).
+    /// For long-lived processes whose tenants come and go.
+    pub fn reclaim_idle_tenants_after(mut self, idle: Duration) -> Self {
+        self.reclaim_after = Some(idle);
+        self.temporality = Some(Temporality::Delta);
         self
     }
 
@@ -289,6 +301,9 @@ impl TelemetryBuilder {
             .meter_provider(&meter_provider);
         if let Some(window) = self.window {
             registry = registry.window(window);
+        }
+        if let Some(idle) = self.reclaim_after {
+            registry = registry.reclaim_idle_after(idle);
         }
         if let Some(allow) = self.allowlist {
             registry = registry.allowlist(allow);

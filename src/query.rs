@@ -268,6 +268,7 @@ impl QueryGuard {
             series.record(outcome.status, duration, outcome.docs, outcome.tokens);
         }
         entry.queries.finish(duration, outcome.status.is_error());
+        entry.touch();
         duration
     }
 }
@@ -286,6 +287,7 @@ impl Drop for QueryGuard {
             hist.record(duration.as_secs_f64());
         }
         entry.queries.finish(duration, true);
+        entry.touch();
     }
 }
 

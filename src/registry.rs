@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use opentelemetry::metrics::{
@@ -70,6 +70,13 @@ pub(crate) struct Inner {
     unknown: Arc<TenantEntry>,
     overflowed: AtomicU64,
     routes: DashMap<Box<str>, u32>,
+    /// Reference point of the `last_seen` clocks of the entries.
+    epoch: Instant,
+    /// Idle time after which an unpinned tenant gives its slot back, if reclaiming is on.
+    reclaim_after: Option<Duration>,
+    /// When the last sweep for idle tenants ran (ms since `epoch`): sweeps are rate-limited so
+    /// a flood of new ids past the cap does not scan the map on every request.
+    last_sweep_ms: AtomicU64,
     pub(crate) window: Duration,
     pub(crate) http: HttpInstruments,
     pub(crate) query: QueryInstruments,
@@ -84,6 +91,7 @@ pub struct TenantRegistryBuilder {
     allowlist: Option<Vec<TenantId>>,
     meter: Option<Meter>,
     window: Duration,
+    reclaim_after: Option<Duration>,
 }
 
 impl Default for TenantRegistryBuilder {
@@ -93,6 +101,7 @@ impl Default for TenantRegistryBuilder {
             allowlist: None,
             meter: None,
             window: DEFAULT_WINDOW,
+            reclaim_after: None,
         }
     }
 }
@@ -129,6 +138,36 @@ impl TenantRegistryBuilder {
         self
     }
 
+    /// Let a tenant give its slot back once it has had nothing in flight and nothing recorded
+    /// for `idle` (default: never). Only a new tenant arriving at the cap triggers the sweep,
+    /// at most once per quarter of `idle`. Tenants admitted with
+    /// [`TenantRegistry::register`] or [`TenantRegistry::register_tenant`] keep their slot.
+    ///
+    /// Use it with **delta** temporality
+    /// ([`TelemetryBuilder::reclaim_idle_tenants_after`](crate::TelemetryBuilder::reclaim_idle_tenants_after)
+    /// sets both): the reclaimed tenant's bound instruments are dropped and the SDK frees their
+    /// series. Under cumulative temporality the SDK keeps reporting every series it has ever
+    /// seen, so the number of exported series would keep growing with every tenant that comes
+    /// and goes, even though this registry stays within its cap.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tenant_otel::TenantRegistry;
+    ///
+    /// let registry = TenantRegistry::builder()
+    ///     .max_tenants(1)
+    ///     .reclaim_idle_after(Duration::from_millis(20))
+    ///     .build();
+    /// assert_eq!(registry.resolve("a").metric_label(), "a");
+    /// assert_eq!(registry.resolve("b").metric_label(), "__overflow__");
+    /// std::thread::sleep(Duration::from_millis(30));
+    /// assert_eq!(registry.resolve("b").metric_label(), "b"); // `a` went quiet
+    /// ```
+    pub fn reclaim_idle_after(mut self, idle: Duration) -> Self {
+        self.reclaim_after = Some(idle);
+        self
+    }
+
     /// Builds the registry.
     pub fn build(self) -> TenantRegistry {
         let meter = self
@@ -141,6 +180,7 @@ impl TenantRegistryBuilder {
                 TenantId::reserved(name),
                 true,
                 self.window,
+                None,
             ))
         };
         // The callback holds the registry weakly: the meter provider outlives it otherwise,
@@ -163,6 +203,9 @@ impl TenantRegistryBuilder {
                 unknown: reserved(UNKNOWN_TENANT),
                 overflowed: AtomicU64::new(0),
                 routes: DashMap::new(),
+                epoch: Instant::now(),
+                reclaim_after: self.reclaim_after,
+                last_sweep_ms: AtomicU64::new(0),
                 window: self.window,
                 http,
                 query,
@@ -199,6 +242,7 @@ impl TenantRegistry {
     pub fn resolve(&self, id: &str) -> Tenant {
         let inner = &*self.inner;
         if let Some(entry) = inner.tenants.get(id) {
+            entry.touch();
             return Tenant {
                 id: entry.id.clone(),
                 entry: Arc::clone(&entry),
@@ -236,12 +280,15 @@ impl TenantRegistry {
         }
         let inner = &*self.inner;
         if let Some(entry) = inner.tenants.get(id.as_str()) {
+            entry.pinned.store(true, Ordering::Relaxed);
             return Some(Arc::clone(&entry));
         }
-        if !inner.reserve_slot() {
+        if !inner.claim_slot() {
             return None;
         }
-        Some(inner.insert(id))
+        let entry = inner.insert(id);
+        entry.pinned.store(true, Ordering::Relaxed);
+        Some(entry)
     }
 
     /// The tenant used for requests without a usable id when the layer lets them through.
@@ -344,7 +391,7 @@ impl TenantRegistry {
 
     fn admit(&self, id: &str) -> Option<Tenant> {
         let inner = &*self.inner;
-        if !inner.reserve_slot() {
+        if !inner.claim_slot() {
             return None;
         }
         let tenant_id = TenantId::from_validated(id);
@@ -357,6 +404,55 @@ impl TenantRegistry {
 }
 
 impl Inner {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Removes the tenants idle for longer than `reclaim_after`, giving their slots back.
+    /// Returns true if any slot was freed.
+    fn sweep_idle(&self) -> bool {
+        let Some(idle) = self.reclaim_after else {
+            return false;
+        };
+        let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+        let now = self.now_ms();
+        let last = self.last_sweep_ms.load(Ordering::Acquire);
+        let sweep_every = (idle_ms / 4).max(1);
+        if now.saturating_sub(last) < sweep_every
+            || self
+                .last_sweep_ms
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            // Swept recently, or another thread is sweeping now.
+            return false;
+        }
+        let stale: Vec<Arc<str>> = self
+            .tenants
+            .iter()
+            .filter(|e| e.is_idle(now, idle_ms))
+            .map(|e| Arc::clone(e.key()))
+            .collect();
+        let mut freed = false;
+        for key in stale {
+            // Checked again under the shard's lock: a request may have arrived meanwhile.
+            if self
+                .tenants
+                .remove_if(&key, |_, e| e.is_idle(now, idle_ms))
+                .is_some()
+            {
+                self.admitted.fetch_sub(1, Ordering::AcqRel);
+                freed = true;
+            }
+        }
+        freed
+    }
+
+    /// A free slot, after sweeping out idle tenants if there was none.
+    fn claim_slot(&self) -> bool {
+        self.reserve_slot() || (self.sweep_idle() && self.reserve_slot())
+    }
+
     fn reserve_slot(&self) -> bool {
         self.admitted
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -373,7 +469,10 @@ impl Inner {
             .entry(Arc::clone(id.shared()))
             .or_insert_with(|| {
                 fresh = true;
-                Arc::new(TenantEntry::new(id, false, self.window))
+                let clock = self.reclaim_after.map(|_| self.epoch);
+                let entry = TenantEntry::new(id, false, self.window, clock);
+                entry.touch();
+                Arc::new(entry)
             })
             .clone();
         if !fresh {
@@ -407,6 +506,12 @@ pub(crate) struct TenantEntry {
     pub(crate) query_series: OnceLock<QuerySeries>,
     pub(crate) quota: RwLock<Vec<QuotaSlot>>,
     pub(crate) info: RwLock<Option<RegisteredInfo>>,
+    /// Last lookup, in ms since the registry's epoch; kept only when idle tenants are reclaimed.
+    last_seen_ms: AtomicU64,
+    /// Registered explicitly: never reclaimed.
+    pinned: AtomicBool,
+    /// The registry's epoch, when idle tenants are reclaimed (`touch` is free otherwise).
+    clock: Option<Instant>,
 }
 
 /// What a finished request's duration series is keyed on, all small and `Copy` so a lookup
@@ -438,7 +543,7 @@ pub(crate) struct Outcome<'a> {
 }
 
 impl TenantEntry {
-    fn new(id: TenantId, overflow: bool, window: Duration) -> Self {
+    fn new(id: TenantId, overflow: bool, window: Duration, clock: Option<Instant>) -> Self {
         TenantEntry {
             kv: id.to_key_value(),
             id,
@@ -450,7 +555,26 @@ impl TenantEntry {
             query_series: OnceLock::new(),
             quota: RwLock::new(Vec::new()),
             info: RwLock::new(None),
+            last_seen_ms: AtomicU64::new(0),
+            pinned: AtomicBool::new(false),
+            clock,
         }
+    }
+
+    /// Notes that the tenant was active now; free when idle tenants are not reclaimed.
+    pub(crate) fn touch(&self) {
+        if let Some(epoch) = self.clock {
+            let now = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.last_seen_ms.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// Nothing in flight, not registered explicitly, and not looked up for `idle_ms`.
+    fn is_idle(&self, now_ms: u64, idle_ms: u64) -> bool {
+        !self.pinned.load(Ordering::Relaxed)
+            && self.requests.active() == 0
+            && self.queries.active() == 0
+            && now_ms.saturating_sub(self.last_seen_ms.load(Ordering::Relaxed)) >= idle_ms
     }
 
     pub(crate) fn id(&self) -> &TenantId {
@@ -487,6 +611,7 @@ impl TenantEntry {
         let failed =
             outcome.error_type.is_some() || outcome.status.is_some_and(|s| s.is_server_error());
         self.requests.finish(outcome.duration, failed);
+        self.touch();
 
         let seconds = outcome.duration.as_secs_f64();
         let route = outcome.route.map(|r| (r, registry.route_id(r)));
