@@ -106,6 +106,29 @@ fn bench(c: &mut Criterion) {
             })
         })
     });
+
+    // No server spans: the tenant lookup, baggage, the metrics and the in-process view.
+    let metrics_only = router().layer(
+        TenantLayer::builder()
+            .without_spans()
+            .registry(
+                TenantRegistry::builder()
+                    .meter_provider(&meter_provider)
+                    .build(),
+            )
+            .build(),
+    );
+    group.bench_function("tenant_layer_metrics_only", |b| {
+        b.iter(|| {
+            i += 1;
+            rt.block_on(async {
+                let res = metrics_only.clone().oneshot(request(i)).await.unwrap();
+                axum::body::to_bytes(res.into_body(), usize::MAX)
+                    .await
+                    .unwrap()
+            })
+        })
+    });
     group.finish();
     let _ = tracer_provider.shutdown();
     let _ = meter_provider.shutdown();

@@ -105,7 +105,8 @@ impl InFlight {
             return;
         }
         self.done = true;
-        let duration = self.start.elapsed();
+        let end = Instant::now();
+        let duration = end.saturating_duration_since(self.start);
         let span = self.cx.span();
         let error: Option<std::borrow::Cow<'static, str>> = match error_type {
             Some(e) => Some(e.into()),
@@ -127,6 +128,7 @@ impl InFlight {
                 status: self.status,
                 error_type,
                 duration,
+                end,
             },
         );
         span.end();

@@ -59,6 +59,9 @@ pub(crate) struct Config {
     pub(crate) tracer: Tracer,
     pub(crate) propagator: Arc<dyn TextMapPropagator + Send + Sync>,
     pub(crate) propagate_inbound_baggage: bool,
+    /// W3C trace context and baggage, the default: lets the common case skip building a
+    /// baggage map per request.
+    pub(crate) standard_propagation: bool,
     /// How the missing-tenant message names the sources, built once.
     pub(crate) expected: String,
 }
@@ -68,6 +71,8 @@ pub(crate) struct Config {
 pub(crate) enum Tracer {
     Sdk(SdkTracer),
     Global(BoxedTracer),
+    /// No server spans: the tenant still goes into baggage, metrics and the in-process view.
+    Disabled,
 }
 
 impl Tracer {
@@ -75,7 +80,12 @@ impl Tracer {
         crate::span_processor::starting_server_span(|| match self {
             Tracer::Sdk(t) => parent.with_span(builder.start_with_context(t, parent)),
             Tracer::Global(t) => parent.with_span(builder.start_with_context(t, parent)),
+            Tracer::Disabled => parent.clone(),
         })
+    }
+
+    pub(crate) fn is_disabled(&self) -> bool {
+        matches!(self, Tracer::Disabled)
     }
 }
 
@@ -173,6 +183,13 @@ impl TenantLayerBuilder {
         self
     }
 
+    /// Don't start server spans (metrics, baggage and the in-process view only): for services
+    /// whose traces come from elsewhere, or to pay only for metrics.
+    pub fn without_spans(mut self) -> Self {
+        self.tracer = Some(Tracer::Disabled);
+        self
+    }
+
     /// Extract incoming context with this propagator (default: W3C trace context and baggage).
     pub fn propagator(
         mut self,
@@ -204,6 +221,7 @@ impl TenantLayerBuilder {
         let tracer = self.tracer.unwrap_or_else(|| {
             Tracer::Global(opentelemetry::global::tracer_provider().tracer_with_scope(scope()))
         });
+        let standard_propagation = self.propagator.is_none();
         let propagator = self.propagator.unwrap_or_else(|| {
             Arc::new(TextMapCompositePropagator::new(vec![
                 Box::new(TraceContextPropagator::new()),
@@ -219,6 +237,7 @@ impl TenantLayerBuilder {
                 tracer,
                 propagator,
                 propagate_inbound_baggage: !self.drop_inbound_baggage,
+                standard_propagation,
                 expected,
             }),
         }

@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
+use opentelemetry::baggage::BaggageExt;
 use opentelemetry::metrics::{
     BoundHistogram, BoundUpDownCounter, Meter, MeterProvider, ObservableGauge,
 };
@@ -18,6 +19,11 @@ use crate::query::{QueryInstruments, QuerySeries, QuotaSlot, RegisteredInfo};
 use crate::semconv::{self, METHOD_SLOTS};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::tenant::{Tenant, TenantId, OVERFLOW_TENANT, UNKNOWN_TENANT};
+
+/// The maps' hasher: a lookup per request hashes the tenant id, so a fast hasher matters. Keys
+/// are client-controlled, but the seed is random per process and the maps are capped, so
+/// SipHash's stronger collision resistance buys nothing here.
+type Hasher = foldhash::fast::RandomState;
 
 /// The default cap on distinct `tenant.id` values in metrics.
 pub const DEFAULT_MAX_TENANTS: usize = 1000;
@@ -62,14 +68,16 @@ pub struct TenantRegistry {
 }
 
 pub(crate) struct Inner {
-    tenants: DashMap<Arc<str>, Arc<TenantEntry>>,
+    tenants: DashMap<Arc<str>, Arc<TenantEntry>, Hasher>,
     admitted: AtomicUsize,
     max_tenants: usize,
     allowlist_only: bool,
     overflow: Arc<TenantEntry>,
     unknown: Arc<TenantEntry>,
     overflowed: AtomicU64,
-    routes: DashMap<Box<str>, u32>,
+    /// Route templates seen so far, each with a small id for series keys; the shared string is
+    /// reused for every span's `http.route`.
+    routes: DashMap<Arc<str>, u32, Hasher>,
     /// Reference point of the `last_seen` clocks of the entries.
     epoch: Instant,
     /// Idle time after which an unpinned tenant gives its slot back, if reclaiming is on.
@@ -195,14 +203,14 @@ impl TenantRegistryBuilder {
                 }
             });
             Inner {
-                tenants: DashMap::new(),
+                tenants: DashMap::with_hasher(Hasher::default()),
                 admitted: AtomicUsize::new(0),
                 max_tenants: self.max_tenants,
                 allowlist_only: self.allowlist.is_some(),
                 overflow: reserved(OVERFLOW_TENANT),
                 unknown: reserved(UNKNOWN_TENANT),
                 overflowed: AtomicU64::new(0),
-                routes: DashMap::new(),
+                routes: DashMap::with_hasher(Hasher::default()),
                 epoch: Instant::now(),
                 reclaim_after: self.reclaim_after,
                 last_sweep_ms: AtomicU64::new(0),
@@ -372,21 +380,28 @@ impl TenantRegistry {
                 status: http::StatusCode::from_u16(status).ok(),
                 error_type: None,
                 duration,
+                end: Instant::now(),
             },
         );
     }
 
     /// A small number identifying a route template, or `None` once [`MAX_ROUTES`] are known.
     pub(crate) fn route_id(&self, route: &str) -> Option<u32> {
+        self.route(route).map(|(id, _)| id)
+    }
+
+    /// The route's id and shared string, or `None` once [`MAX_ROUTES`] are known.
+    pub(crate) fn route(&self, route: &str) -> Option<(u32, Arc<str>)> {
         let routes = &self.inner.routes;
-        if let Some(id) = routes.get(route) {
-            return Some(*id);
+        if let Some(entry) = routes.get(route) {
+            return Some((*entry.value(), Arc::clone(entry.key())));
         }
         let next = routes.len();
         if next >= MAX_ROUTES {
             return None;
         }
-        Some(*routes.entry(route.into()).or_insert(next as u32))
+        let entry = routes.entry(Arc::from(route)).or_insert(next as u32);
+        Some((*entry.value(), Arc::clone(entry.key())))
     }
 
     fn admit(&self, id: &str) -> Option<Tenant> {
@@ -499,7 +514,7 @@ pub(crate) struct TenantEntry {
     kv: KeyValue,
     overflow: bool,
     active: [OnceLock<BoundUpDownCounter<i64>>; METHOD_SLOTS],
-    durations: RwLock<HashMap<SeriesKey, BoundHistogram<f64>>>,
+    durations: RwLock<HashMap<SeriesKey, BoundHistogram<f64>, Hasher>>,
     pub(crate) requests: Stats,
     pub(crate) queries: Stats,
     /// Bound on the first query, so tenants that only serve HTTP export no `rag.*` series.
@@ -512,6 +527,8 @@ pub(crate) struct TenantEntry {
     pinned: AtomicBool,
     /// The registry's epoch, when idle tenants are reclaimed (`touch` is free otherwise).
     clock: Option<Instant>,
+    /// A context holding baggage `tenant.id`, the base of every request's context.
+    context: opentelemetry::Context,
 }
 
 /// What a finished request's duration series is keyed on, all small and `Copy` so a lookup
@@ -540,16 +557,19 @@ pub(crate) struct Outcome<'a> {
     /// `cancelled`, or the inner service's error type; `None` lets a 5xx status speak for itself.
     pub(crate) error_type: Option<&'static str>,
     pub(crate) duration: Duration,
+    /// When it ended (one clock reading serves the duration and the sliding window).
+    pub(crate) end: Instant,
 }
 
 impl TenantEntry {
     fn new(id: TenantId, overflow: bool, window: Duration, clock: Option<Instant>) -> Self {
+        let id_value = id.to_value();
         TenantEntry {
             kv: id.to_key_value(),
             id,
             overflow,
             active: Default::default(),
-            durations: RwLock::new(HashMap::new()),
+            durations: RwLock::new(HashMap::with_hasher(Hasher::default())),
             requests: Stats::new(window),
             queries: Stats::new(window),
             query_series: OnceLock::new(),
@@ -558,7 +578,13 @@ impl TenantEntry {
             last_seen_ms: AtomicU64::new(0),
             pinned: AtomicBool::new(false),
             clock,
+            context: opentelemetry::Context::new()
+                .with_baggage([KeyValue::new(crate::tenant::TENANT_ID_KEY, id_value)]),
         }
+    }
+
+    pub(crate) fn context(&self) -> &opentelemetry::Context {
+        &self.context
     }
 
     /// Notes that the tenant was active now; free when idle tenants are not reclaimed.
@@ -610,7 +636,8 @@ impl TenantEntry {
         self.active_counter(http, outcome.method).add(-1);
         let failed =
             outcome.error_type.is_some() || outcome.status.is_some_and(|s| s.is_server_error());
-        self.requests.finish(outcome.duration, failed);
+        self.requests
+            .finish_at(outcome.duration, failed, outcome.end);
         self.touch();
 
         let seconds = outcome.duration.as_secs_f64();

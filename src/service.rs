@@ -7,8 +7,9 @@ use std::time::Instant;
 
 use http::{Request, Response};
 use opentelemetry::baggage::{Baggage, BaggageExt};
+use opentelemetry::trace::TraceContextExt;
 use opentelemetry::trace::{SpanBuilder, SpanKind};
-use opentelemetry::{KeyValue, StringValue};
+use opentelemetry::{Context, KeyValue, StringValue};
 use opentelemetry_http::HeaderExtractor;
 use tower_service::Service;
 
@@ -66,6 +67,9 @@ impl<S: std::fmt::Debug> std::fmt::Debug for TenantService<S> {
     }
 }
 
+static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+static BAGGAGE: http::HeaderName = http::HeaderName::from_static("baggage");
+
 /// Why no tenant could be used.
 pub(crate) enum Rejection {
     Missing,
@@ -93,7 +97,19 @@ where
         }
         let start = Instant::now();
 
-        let parent = config.propagator.extract(&HeaderExtractor(req.headers()));
+        // The caller's context only: whatever is current on this thread is not this request's.
+        // With the standard propagators and neither header present there is nothing to extract.
+        let headers = req.headers();
+        let parent = if config.standard_propagation
+            && !headers.contains_key(&TRACEPARENT)
+            && !headers.contains_key(&BAGGAGE)
+        {
+            Context::new()
+        } else {
+            config
+                .propagator
+                .extract_with_context(&Context::new(), &HeaderExtractor(headers))
+        };
         let inbound = parent.baggage();
 
         let (found, source_is_baggage) = {
@@ -106,56 +122,28 @@ where
             find_tenant(config, &head)
         };
         let (tenant, rejection) = match found {
-            Ok(id) => (config.registry.resolve(&id), None),
+            Ok(tenant) => (tenant, None),
             Err(rejection) => (config.registry.unknown(), Some(rejection)),
         };
         let rejection = rejection.filter(|_| config.missing == MissingTenant::Reject);
 
         let method = semconv::method_index(req.method());
         let route = Route::of(&req);
-        let mut attributes = Vec::with_capacity(10);
-        attributes.push(KeyValue::new(
-            semconv::HTTP_REQUEST_METHOD,
-            semconv::method_name(method),
-        ));
-        if method == semconv::METHOD_SLOTS - 1 {
-            attributes.push(KeyValue::new(
-                semconv::HTTP_REQUEST_METHOD_ORIGINAL,
-                truncate(req.method().as_str(), 64).to_owned(),
-            ));
-        }
-        attributes.push(KeyValue::new(semconv::URL_PATH, path.to_owned()));
-        if let Some(scheme) = req.uri().scheme_str() {
-            attributes.push(KeyValue::new(semconv::URL_SCHEME, scheme.to_owned()));
-        }
-        if let Some(version) = semconv::protocol_version(req.version()) {
-            attributes.push(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, version));
-        }
-        if let Some(route) = route.as_deref() {
-            attributes.push(KeyValue::new(semconv::HTTP_ROUTE, route.to_owned()));
-        }
-        attributes.push(KeyValue::new(semconv::TENANT_ID, tenant.id().to_value()));
-        if let Some(claimed) = inbound.get(TENANT_ID_KEY) {
-            if !source_is_baggage && claimed.as_str() != tenant.id().as_str() {
-                // A caller claimed another tenant in baggage than the trusted source found:
-                // recorded for audit, never believed.
-                attributes.push(KeyValue::new(semconv::TENANT_BAGGAGE_MISMATCH, true));
-                attributes.push(KeyValue::new(
-                    "tenant.baggage_claimed",
-                    truncate(claimed.as_str(), 64).to_owned(),
-                ));
-            }
-        }
-        let name: Cow<'static, str> = match route.as_deref() {
-            Some(route) => format!("{} {}", semconv::method_name(method), route).into(),
-            None => semconv::method_name(method).into(),
+        let handler_cx = handler_context(config, &parent, inbound, &tenant);
+        let cx = if config.tracer.is_disabled() {
+            handler_cx
+        } else {
+            let builder = server_span(
+                config,
+                &req,
+                method,
+                route.as_deref(),
+                &tenant,
+                inbound,
+                source_is_baggage,
+            );
+            config.tracer.start(builder, &handler_cx)
         };
-        let builder = SpanBuilder::from_name(name)
-            .with_kind(SpanKind::Server)
-            .with_attributes(attributes);
-
-        let baggage = handler_baggage(config, inbound, &tenant);
-        let cx = config.tracer.start(builder, &parent.with_baggage(baggage));
 
         tenant.entry().request_started(&config.registry, method);
         let inflight = InFlight::new(
@@ -181,18 +169,102 @@ where
     }
 }
 
-/// Runs the source chain: the first source that finds a value decides, valid or not.
-fn find_tenant(config: &Config, head: &RequestHead<'_>) -> (Result<String, Rejection>, bool) {
+/// Runs the source chain (the first source that finds a value decides, valid or not) and looks
+/// the tenant up while the value is still borrowed from the request, so a known tenant costs no
+/// allocation.
+fn find_tenant(config: &Config, head: &RequestHead<'_>) -> (Result<Tenant, Rejection>, bool) {
     for source in &config.sources {
         if let Some(raw) = source.find(head) {
             let result = match validate(&raw) {
-                Ok(id) => Ok(id.to_owned()),
+                Ok(id) => Ok(config.registry.resolve(id)),
                 Err(e) => Err(Rejection::Invalid(source.describe(), e)),
             };
             return (result, source.is_baggage());
         }
     }
     (Err(Rejection::Missing), false)
+}
+
+/// The server span: named `{method} {route}`, with the HTTP semantic conventions' attributes and
+/// `tenant.id` (the real id, also past the cardinality cap).
+fn server_span<B>(
+    config: &Config,
+    req: &Request<B>,
+    method: usize,
+    route: Option<&str>,
+    tenant: &Tenant,
+    inbound: &Baggage,
+    source_is_baggage: bool,
+) -> SpanBuilder {
+    let mut attributes = Vec::with_capacity(8);
+    attributes.push(KeyValue::new(
+        semconv::HTTP_REQUEST_METHOD,
+        semconv::method_name(method),
+    ));
+    if method == semconv::METHOD_SLOTS - 1 {
+        attributes.push(KeyValue::new(
+            semconv::HTTP_REQUEST_METHOD_ORIGINAL,
+            truncate(req.method().as_str(), 64).to_owned(),
+        ));
+    }
+    attributes.push(KeyValue::new(
+        semconv::URL_PATH,
+        req.uri().path().to_owned(),
+    ));
+    if let Some(scheme) = req.uri().scheme_str() {
+        attributes.push(KeyValue::new(semconv::URL_SCHEME, scheme.to_owned()));
+    }
+    if let Some(version) = semconv::protocol_version(req.version()) {
+        attributes.push(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, version));
+    }
+    if let Some(route) = route {
+        let value = match config.registry.route(route) {
+            Some((_, shared)) => StringValue::from(shared),
+            None => StringValue::from(route.to_owned()),
+        };
+        attributes.push(KeyValue::new(semconv::HTTP_ROUTE, value));
+    }
+    attributes.push(KeyValue::new(semconv::TENANT_ID, tenant.id().to_value()));
+    if let Some(claimed) = inbound.get(TENANT_ID_KEY) {
+        if !source_is_baggage && claimed.as_str() != tenant.id().as_str() {
+            // A caller claimed another tenant in baggage than the trusted source found:
+            // recorded for audit, never believed.
+            attributes.push(KeyValue::new(semconv::TENANT_BAGGAGE_MISMATCH, true));
+            attributes.push(KeyValue::new(
+                "tenant.baggage_claimed",
+                truncate(claimed.as_str(), 64).to_owned(),
+            ));
+        }
+    }
+    let name: Cow<'static, str> = match route {
+        Some(route) => format!("{} {}", semconv::method_name(method), route).into(),
+        None => semconv::method_name(method).into(),
+    };
+    SpanBuilder::from_name(name)
+        .with_kind(SpanKind::Server)
+        .with_attributes(attributes)
+}
+
+/// The context the handler runs in: the caller's span as parent, and baggage holding the
+/// validated tenant. In the common case (standard propagation, no other baggage from the
+/// caller) it is the tenant's prepared context plus the caller's span, which costs no baggage
+/// map of its own.
+fn handler_context(
+    config: &Config,
+    parent: &Context,
+    inbound: &Baggage,
+    tenant: &Tenant,
+) -> Context {
+    if config.standard_propagation && (inbound.is_empty() || !config.propagate_inbound_baggage) {
+        if let Some(base) = tenant.prepared_context() {
+            return if parent.has_active_span() {
+                base.with_remote_span_context(parent.span().span_context().clone())
+            } else {
+                base.clone()
+            };
+        }
+    }
+    parent.with_baggage(handler_baggage(config, inbound, tenant))
 }
 
 /// The baggage the handler sees and passes downstream: the caller's entries (unless dropped) with

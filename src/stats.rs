@@ -128,12 +128,21 @@ impl Stats {
 
     /// Records a finished operation that was counted in flight by [`Stats::start`].
     pub(crate) fn finish(&self, duration: Duration, error: bool) {
+        self.finish_at(duration, error, Instant::now());
+    }
+
+    /// [`Stats::finish`] with the caller's clock reading, which the layer has already taken.
+    pub(crate) fn finish_at(&self, duration: Duration, error: bool, now: Instant) {
         self.active.fetch_sub(1, Ordering::Relaxed);
-        self.record(duration, error);
+        self.record_at(duration, error, now);
     }
 
     /// Records a finished operation (one-shot tracking: it was never in flight here).
     pub(crate) fn record(&self, duration: Duration, error: bool) {
+        self.record_at(duration, error, Instant::now());
+    }
+
+    fn record_at(&self, duration: Duration, error: bool, now: Instant) {
         let micros = u64::try_from(duration.as_micros())
             .unwrap_or(u64::MAX)
             .max(1);
@@ -145,7 +154,7 @@ impl Stats {
         // A poisoned lock only means another thread panicked mid-record; the counts are still
         // usable, and telemetry must not take the request down with it.
         let mut l = self.latency.lock().unwrap_or_else(|e| e.into_inner());
-        l.rotate(Instant::now());
+        l.rotate(now);
         // Auto-resize means record cannot fail for lack of range; saturate anyway.
         let _ = l.since_start.record(micros);
         let cur = l.current;

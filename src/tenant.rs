@@ -208,6 +208,12 @@ impl Tenant {
     pub(crate) fn entry(&self) -> &Arc<TenantEntry> {
         &self.entry
     }
+
+    /// The entry's prepared context (baggage `tenant.id`), when it names this very tenant: not
+    /// for a tenant past the cap, whose real id differs from the shared `__overflow__` entry's.
+    pub(crate) fn prepared_context(&self) -> Option<&opentelemetry::Context> {
+        Arc::ptr_eq(self.id.shared(), self.entry.id().shared()).then(|| self.entry.context())
+    }
 }
 
 impl fmt::Debug for Tenant {
