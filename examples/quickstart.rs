@@ -7,7 +7,7 @@
 //!
 //! ```sh
 //! cargo run --example quickstart
-//! cargo run --example quickstart -- --serve 127.0.0.1:3000   # then keep serving
+//! cargo run --example quickstart -- --serve 127.0.0.1:3000   # then keep serving, with /tenants and /metrics
 //! ```
 
 use std::time::Duration;
@@ -30,7 +30,8 @@ struct Args {
     /// Requests per tenant.
     #[arg(long, default_value_t = 10)]
     requests: usize,
-    /// After the demo, keep serving the app (with `/tenants` JSON) on this address.
+    /// After the demo, keep serving the app on this address, with the in-process view at
+    /// `/tenants` and Prometheus metrics at `/metrics`.
     #[arg(long)]
     serve: Option<String>,
 }
@@ -97,26 +98,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         call.await?;
     }
 
-    let registry = telemetry.registry();
-    let mut rows: Vec<_> = tenants
-        .iter()
-        .filter_map(|t| registry.request_stats(t).map(|s| (t.clone(), s)))
-        .collect();
-    let total: u64 = rows.iter().map(|(_, s)| s.total).sum();
-    let errors: u64 = rows.iter().map(|(_, s)| s.errors).sum();
-    let platform_avg = rows
-        .iter()
-        .map(|(_, s)| s.avg_ms * s.total as f64)
-        .sum::<f64>()
-        / total.max(1) as f64;
-    rows.sort_by(|a, b| b.1.p99_ms.total_cmp(&a.1.p99_ms));
-
+    // The in-process view: no collector involved.
+    let view = telemetry.registry().view();
+    let platform = &view.platform.requests;
     println!();
     println!("What the platform dashboard shows:");
     println!(
         "  average latency {:>7.0} ms   success rate {:>6.2} %   -> looks healthy",
-        platform_avg,
-        100.0 * (total - errors) as f64 / total.max(1) as f64
+        platform.avg_ms,
+        100.0 * platform.success_rate
     );
     println!();
     println!("What each tenant sees (worst first):");
@@ -124,10 +114,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "  {:<12} {:>8} {:>9} {:>9} {:>9} {:>9}",
         "tenant", "requests", "success", "avg ms", "p50 ms", "p99 ms"
     );
-    for (tenant, s) in rows.iter().take(5) {
+    for tenant in view.tenants.iter().take(5) {
+        let s = &tenant.requests;
         println!(
             "  {:<12} {:>8} {:>8.1}% {:>9.0} {:>9.0} {:>9.0}",
-            tenant,
+            tenant.tenant,
             s.total,
             100.0 * s.success_rate,
             s.avg_ms,
@@ -137,7 +128,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!(
         "  ... and {} more tenants like the last one",
-        rows.len().saturating_sub(5)
+        view.tenants.len().saturating_sub(5)
     );
     println!();
     println!(
@@ -146,8 +137,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     if let Some(addr) = args.serve {
+        // Added after the layer, so the operator's endpoints need no tenant.
+        let app = app
+            .merge(tenant_otel::view_router(telemetry.registry().clone()))
+            .merge(tenant_otel::prometheus_router(
+                telemetry.prometheus_registry().clone(),
+            ));
         let listener = tokio::net::TcpListener::bind(&addr).await?;
-        println!("Serving on http://{addr}/search (send header x-tenant-id); Ctrl-C to stop.");
+        println!(
+            "Serving on http://{addr}: /search (send header x-tenant-id), /tenants, /tenants/{{id}}, /metrics; Ctrl-C to stop."
+        );
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
