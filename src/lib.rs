@@ -47,6 +47,7 @@ mod query;
 mod registry;
 mod semconv;
 mod service;
+mod share;
 mod source;
 mod span_processor;
 mod stats;

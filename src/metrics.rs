@@ -25,6 +25,8 @@ pub mod names {
     pub const RAG_QUOTA_USAGE: &str = "rag.quota.usage";
     /// Gauge, value 1: tenant metadata (tier, region, name).
     pub const TENANT_INFO: &str = "tenant.info";
+    /// Gauge, fraction: each tenant's share of the work in flight and of the busy time.
+    pub const TENANT_RESOURCE_SHARE: &str = "tenant.resource.share";
 }
 
 /// Bucket boundaries in seconds for request durations (the HTTP semantic conventions' advice).

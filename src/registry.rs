@@ -90,6 +90,8 @@ pub(crate) struct Inner {
     pub(crate) query: QueryInstruments,
     /// Kept so the `tenant.info` callback lives as long as the registry.
     _info_gauge: ObservableGauge<u64>,
+    /// Kept so the `tenant.resource.share` callback lives as long as the registry.
+    _share_gauge: ObservableGauge<f64>,
 }
 
 /// Builds a [`TenantRegistry`].
@@ -194,6 +196,7 @@ impl TenantRegistryBuilder {
         // The callback holds the registry weakly: the meter provider outlives it otherwise,
         // and a strong reference would keep every tenant entry alive through the provider.
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
+            let weak_share = weak.clone();
             let weak = weak.clone();
             let info_gauge = crate::query::tenant_info_gauge(&meter, move |observe| {
                 if let Some(inner) = weak.upgrade() {
@@ -201,6 +204,19 @@ impl TenantRegistryBuilder {
                         entry.observe_info(&mut *observe);
                     }
                 }
+            });
+            let weak = weak_share;
+            let share_gauge = crate::share::gauge(&meter, move || {
+                let Some(inner) = weak.upgrade() else {
+                    return Vec::new();
+                };
+                inner
+                    .tenants
+                    .iter()
+                    .map(|e| Arc::clone(e.value()))
+                    .chain([Arc::clone(&inner.overflow), Arc::clone(&inner.unknown)])
+                    .map(|e| (e.key_value().clone(), crate::share::Load::of(&e)))
+                    .collect()
             });
             Inner {
                 tenants: DashMap::with_hasher(Hasher::default()),
@@ -218,6 +234,7 @@ impl TenantRegistryBuilder {
                 http,
                 query,
                 _info_gauge: info_gauge,
+                _share_gauge: share_gauge,
             }
         });
         let registry = TenantRegistry { inner };

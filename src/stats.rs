@@ -164,6 +164,14 @@ impl Stats {
         l.window_sum_micros = l.window_sum_micros.saturating_add(micros);
     }
 
+    /// Summed duration of what finished within the sliding window, in microseconds: the busy
+    /// time this kind of work took lately. Cheap, unlike a full [`Stats::snapshot`].
+    pub(crate) fn window_busy_micros(&self) -> u64 {
+        let mut l = self.latency.lock().unwrap_or_else(|e| e.into_inner());
+        l.rotate(Instant::now());
+        l.window_sum_micros.saturating_add(l.prev_sum_micros)
+    }
+
     pub(crate) fn active(&self) -> i64 {
         self.active.load(Ordering::Relaxed)
     }
