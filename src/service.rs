@@ -236,9 +236,15 @@ fn server_span<B>(
             ));
         }
     }
+    // The conventions name a span of an unknown method `HTTP`, not `_OTHER`.
+    let verb = if method == semconv::METHOD_SLOTS - 1 {
+        "HTTP"
+    } else {
+        semconv::method_name(method)
+    };
     let name: Cow<'static, str> = match route {
-        Some(route) => format!("{} {}", semconv::method_name(method), route).into(),
-        None => semconv::method_name(method).into(),
+        Some(route) => format!("{verb} {route}").into(),
+        None => verb.into(),
     };
     SpanBuilder::from_name(name)
         .with_kind(SpanKind::Server)

@@ -228,7 +228,6 @@ async fn an_unknown_method_is_other_with_the_original_kept_on_the_span_only() {
 /// The conventions name the span `HTTP {route}` (or `HTTP`) when the method is `_OTHER`;
 /// the layer names it `_OTHER /pot`.
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "the layer names an unknown method's span `_OTHER {route}`; the HTTP conventions require `HTTP {route}` (src/service.rs, server_span)"]
 async fn an_unknown_method_names_the_span_http() {
     let mut h = harness().await;
     let app = Router::new()
