@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
-use dashmap::DashMap;
 use opentelemetry::baggage::BaggageExt;
 use opentelemetry::metrics::{
     BoundHistogram, BoundUpDownCounter, Meter, MeterProvider, ObservableGauge,
@@ -68,7 +67,9 @@ pub struct TenantRegistry {
 }
 
 pub(crate) struct Inner {
-    tenants: DashMap<Arc<str>, Arc<TenantEntry>, Hasher>,
+    /// Lock-free reads: two threads serving requests never write to a shared cache line to
+    /// look a tenant up (a sharded `RwLock` map would, for its reader count).
+    tenants: papaya::HashMap<Arc<str>, Arc<TenantEntry>, Hasher>,
     admitted: AtomicUsize,
     max_tenants: usize,
     allowlist_only: bool,
@@ -77,7 +78,7 @@ pub(crate) struct Inner {
     overflowed: AtomicU64,
     /// Route templates seen so far, each with a small id for series keys; the shared string is
     /// reused for every span's `http.route`.
-    routes: DashMap<Arc<str>, u32, Hasher>,
+    routes: papaya::HashMap<Arc<str>, u32, Hasher>,
     /// Reference point of the `last_seen` clocks of the entries.
     epoch: Instant,
     /// Idle time after which an unpinned tenant gives its slot back, if reclaiming is on.
@@ -200,7 +201,7 @@ impl TenantRegistryBuilder {
             let weak = weak.clone();
             let info_gauge = crate::query::tenant_info_gauge(&meter, move |observe| {
                 if let Some(inner) = weak.upgrade() {
-                    for entry in inner.tenants.iter() {
+                    for (_, entry) in inner.tenants.pin().iter() {
                         entry.observe_info(&mut *observe);
                     }
                 }
@@ -210,23 +211,23 @@ impl TenantRegistryBuilder {
                 let Some(inner) = weak.upgrade() else {
                     return Vec::new();
                 };
-                inner
-                    .tenants
-                    .iter()
-                    .map(|e| Arc::clone(e.value()))
-                    .chain([Arc::clone(&inner.overflow), Arc::clone(&inner.unknown)])
-                    .map(|e| (e.key_value().clone(), crate::share::Load::of(&e)))
-                    .collect()
+                let tenants = inner.tenants.pin();
+                let loads = tenants
+                    .values()
+                    .chain([&inner.overflow, &inner.unknown])
+                    .map(|e| (e.key_value().clone(), crate::share::Load::of(e)))
+                    .collect();
+                loads
             });
             Inner {
-                tenants: DashMap::with_hasher(Hasher::default()),
+                tenants: papaya::HashMap::with_hasher(Hasher::default()),
                 admitted: AtomicUsize::new(0),
                 max_tenants: self.max_tenants,
                 allowlist_only: self.allowlist.is_some(),
                 overflow: reserved(OVERFLOW_TENANT),
                 unknown: reserved(UNKNOWN_TENANT),
                 overflowed: AtomicU64::new(0),
-                routes: DashMap::with_hasher(Hasher::default()),
+                routes: papaya::HashMap::with_hasher(Hasher::default()),
                 epoch: Instant::now(),
                 reclaim_after: self.reclaim_after,
                 last_sweep_ms: AtomicU64::new(0),
@@ -266,11 +267,11 @@ impl TenantRegistry {
     /// Looks up (or admits) a validated tenant id.
     pub fn resolve(&self, id: &str) -> Tenant {
         let inner = &*self.inner;
-        if let Some(entry) = inner.tenants.get(id) {
+        if let Some(entry) = inner.tenants.pin().get(id) {
             entry.touch();
             return Tenant {
                 id: entry.id.clone(),
-                entry: Arc::clone(&entry),
+                entry: Arc::clone(entry),
             };
         }
         if id == UNKNOWN_TENANT {
@@ -304,9 +305,9 @@ impl TenantRegistry {
             return None;
         }
         let inner = &*self.inner;
-        if let Some(entry) = inner.tenants.get(id.as_str()) {
+        if let Some(entry) = inner.tenants.pin().get(id.as_str()) {
             entry.pinned.store(true, Ordering::Relaxed);
-            return Some(Arc::clone(&entry));
+            return Some(Arc::clone(entry));
         }
         if !inner.claim_slot() {
             return None;
@@ -348,10 +349,11 @@ impl TenantRegistry {
     pub fn tenants(&self) -> Vec<Tenant> {
         self.inner
             .tenants
-            .iter()
+            .pin()
+            .values()
             .map(|e| Tenant {
                 id: e.id.clone(),
-                entry: Arc::clone(e.value()),
+                entry: Arc::clone(e),
             })
             .collect()
     }
@@ -366,17 +368,12 @@ impl TenantRegistry {
         match label {
             OVERFLOW_TENANT => Some(Arc::clone(&self.inner.overflow)),
             UNKNOWN_TENANT => Some(Arc::clone(&self.inner.unknown)),
-            _ => self.inner.tenants.get(label).map(|e| Arc::clone(&e)),
+            _ => self.inner.tenants.pin().get(label).map(Arc::clone),
         }
     }
 
     pub(crate) fn all_entries(&self) -> Vec<Arc<TenantEntry>> {
-        let mut out: Vec<_> = self
-            .inner
-            .tenants
-            .iter()
-            .map(|e| Arc::clone(e.value()))
-            .collect();
+        let mut out: Vec<_> = self.inner.tenants.pin().values().map(Arc::clone).collect();
         out.push(Arc::clone(&self.inner.overflow));
         out.push(Arc::clone(&self.inner.unknown));
         out
@@ -409,16 +406,19 @@ impl TenantRegistry {
 
     /// The route's id and shared string, or `None` once [`MAX_ROUTES`] are known.
     pub(crate) fn route(&self, route: &str) -> Option<(u32, Arc<str>)> {
-        let routes = &self.inner.routes;
-        if let Some(entry) = routes.get(route) {
-            return Some((*entry.value(), Arc::clone(entry.key())));
+        let routes = self.inner.routes.pin();
+        if let Some((key, id)) = routes.get_key_value(route) {
+            return Some((*id, Arc::clone(key)));
         }
         let next = routes.len();
         if next >= MAX_ROUTES {
             return None;
         }
-        let entry = routes.entry(Arc::from(route)).or_insert(next as u32);
-        Some((*entry.value(), Arc::clone(entry.key())))
+        let key: Arc<str> = Arc::from(route);
+        // Two threads may race to add the same route; both get the one that won.
+        let id = *routes.get_or_insert(Arc::clone(&key), next as u32);
+        let (key, _) = routes.get_key_value(route).unwrap_or((&key, &id));
+        Some((id, Arc::clone(key)))
     }
 
     fn admit(&self, id: &str) -> Option<Tenant> {
@@ -459,20 +459,16 @@ impl Inner {
             // Swept recently, or another thread is sweeping now.
             return false;
         }
-        let stale: Vec<Arc<str>> = self
-            .tenants
+        let tenants = self.tenants.pin();
+        let stale: Vec<Arc<str>> = tenants
             .iter()
-            .filter(|e| e.is_idle(now, idle_ms))
-            .map(|e| Arc::clone(e.key()))
+            .filter(|(_, e)| e.is_idle(now, idle_ms))
+            .map(|(k, _)| Arc::clone(k))
             .collect();
         let mut freed = false;
         for key in stale {
-            // Checked again under the shard's lock: a request may have arrived meanwhile.
-            if self
-                .tenants
-                .remove_if(&key, |_, e| e.is_idle(now, idle_ms))
-                .is_some()
-            {
+            // Checked again as it is removed: a request may have arrived meanwhile.
+            if let Ok(Some(_)) = tenants.remove_if(&*key, |_, e| e.is_idle(now, idle_ms)) {
                 self.admitted.fetch_sub(1, Ordering::AcqRel);
                 freed = true;
             }
@@ -495,22 +491,20 @@ impl Inner {
 
     /// Inserts after a slot was reserved; gives the slot back if another thread won the race.
     fn insert(&self, id: TenantId) -> Arc<TenantEntry> {
-        let mut fresh = false;
-        let entry = self
-            .tenants
-            .entry(Arc::clone(id.shared()))
-            .or_insert_with(|| {
-                fresh = true;
-                let clock = self.reclaim_after.map(|_| self.epoch);
-                let entry = TenantEntry::new(id, false, self.window, clock);
-                entry.touch();
-                Arc::new(entry)
-            })
-            .clone();
-        if !fresh {
-            self.admitted.fetch_sub(1, Ordering::AcqRel);
+        let key = Arc::clone(id.shared());
+        let clock = self.reclaim_after.map(|_| self.epoch);
+        let tenants = self.tenants.pin();
+        match tenants.try_insert_with(key, || {
+            let entry = TenantEntry::new(id, false, self.window, clock);
+            entry.touch();
+            Arc::new(entry)
+        }) {
+            Ok(entry) => Arc::clone(entry),
+            Err(existing) => {
+                self.admitted.fetch_sub(1, Ordering::AcqRel);
+                Arc::clone(existing)
+            }
         }
-        entry
     }
 }
 
