@@ -433,31 +433,29 @@ impl ExportTarget {
         })
     }
 
+    /// The endpoint and timeout, on any signal's exporter builder.
+    fn configure<B: opentelemetry_otlp::WithExportConfig>(&self, builder: B, signal: &str) -> B {
+        let mut builder = builder;
+        if let Some(url) = self.url(signal) {
+            builder = builder.with_endpoint(url);
+        }
+        if let Some(timeout) = self.timeout {
+            builder = builder.with_timeout(timeout);
+        }
+        builder
+    }
+
     fn spans(&self) -> Result<opentelemetry_otlp::SpanExporter, InitError> {
-        use opentelemetry_otlp::{SpanExporter, WithExportConfig};
+        use opentelemetry_otlp::SpanExporter;
         let built = match self.protocol {
             #[cfg(feature = "otlp-grpc")]
-            Protocol::Grpc => {
-                let mut b = SpanExporter::builder().with_tonic();
-                if let Some(url) = self.url("traces") {
-                    b = b.with_endpoint(url);
-                }
-                if let Some(t) = self.timeout {
-                    b = b.with_timeout(t);
-                }
-                b.build()
-            }
+            Protocol::Grpc => self
+                .configure(SpanExporter::builder().with_tonic(), "traces")
+                .build(),
             #[cfg(feature = "otlp-http")]
-            Protocol::HttpProtobuf => {
-                let mut b = SpanExporter::builder().with_http();
-                if let Some(url) = self.url("traces") {
-                    b = b.with_endpoint(url);
-                }
-                if let Some(t) = self.timeout {
-                    b = b.with_timeout(t);
-                }
-                b.build()
-            }
+            Protocol::HttpProtobuf => self
+                .configure(SpanExporter::builder().with_http(), "traces")
+                .build(),
             #[allow(unreachable_patterns)]
             other => return Err(feature_missing(other)),
         };
@@ -465,30 +463,16 @@ impl ExportTarget {
     }
 
     fn logs(&self) -> Result<opentelemetry_otlp::LogExporter, InitError> {
-        use opentelemetry_otlp::{LogExporter, WithExportConfig};
+        use opentelemetry_otlp::LogExporter;
         let built = match self.protocol {
             #[cfg(feature = "otlp-grpc")]
-            Protocol::Grpc => {
-                let mut b = LogExporter::builder().with_tonic();
-                if let Some(url) = self.url("logs") {
-                    b = b.with_endpoint(url);
-                }
-                if let Some(t) = self.timeout {
-                    b = b.with_timeout(t);
-                }
-                b.build()
-            }
+            Protocol::Grpc => self
+                .configure(LogExporter::builder().with_tonic(), "logs")
+                .build(),
             #[cfg(feature = "otlp-http")]
-            Protocol::HttpProtobuf => {
-                let mut b = LogExporter::builder().with_http();
-                if let Some(url) = self.url("logs") {
-                    b = b.with_endpoint(url);
-                }
-                if let Some(t) = self.timeout {
-                    b = b.with_timeout(t);
-                }
-                b.build()
-            }
+            Protocol::HttpProtobuf => self
+                .configure(LogExporter::builder().with_http(), "logs")
+                .build(),
             #[allow(unreachable_patterns)]
             other => return Err(feature_missing(other)),
         };
@@ -499,34 +483,16 @@ impl ExportTarget {
         &self,
         temporality: Option<Temporality>,
     ) -> Result<opentelemetry_otlp::MetricExporter, InitError> {
-        use opentelemetry_otlp::{MetricExporter, WithExportConfig};
+        use opentelemetry_otlp::MetricExporter;
         let builder = match temporality {
             Some(t) => MetricExporter::builder().with_temporality(t),
             None => MetricExporter::builder(),
         };
         let built = match self.protocol {
             #[cfg(feature = "otlp-grpc")]
-            Protocol::Grpc => {
-                let mut b = builder.with_tonic();
-                if let Some(url) = self.url("metrics") {
-                    b = b.with_endpoint(url);
-                }
-                if let Some(t) = self.timeout {
-                    b = b.with_timeout(t);
-                }
-                b.build()
-            }
+            Protocol::Grpc => self.configure(builder.with_tonic(), "metrics").build(),
             #[cfg(feature = "otlp-http")]
-            Protocol::HttpProtobuf => {
-                let mut b = builder.with_http();
-                if let Some(url) = self.url("metrics") {
-                    b = b.with_endpoint(url);
-                }
-                if let Some(t) = self.timeout {
-                    b = b.with_timeout(t);
-                }
-                b.build()
-            }
+            Protocol::HttpProtobuf => self.configure(builder.with_http(), "metrics").build(),
             #[allow(unreachable_patterns)]
             other => return Err(feature_missing(other)),
         };
