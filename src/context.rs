@@ -24,9 +24,12 @@ pub fn current_tenant() -> Option<TenantId> {
     Context::map_current(tenant_of)
 }
 
-/// The tenant in a given context's baggage, if it holds a valid one.
+/// The tenant in a given context's baggage, if it holds a valid one (`__unknown__` included,
+/// for requests the layer let through without a tenant).
 pub fn tenant_of(cx: &Context) -> Option<TenantId> {
-    cx.baggage()
-        .get(TENANT_ID_KEY)
-        .and_then(|v| TenantId::parse(v.as_str()).ok())
+    cx.baggage().get(TENANT_ID_KEY).and_then(|v| {
+        crate::tenant::validate(v.as_str().as_bytes())
+            .ok()
+            .map(TenantId::from_validated)
+    })
 }

@@ -42,7 +42,14 @@ impl TenantLogProcessor {
 impl LogProcessor for TenantLogProcessor {
     fn emit(&self, record: &mut SdkLogRecord, _scope: &InstrumentationScope) {
         Context::map_current(|cx| {
-            if let Some(tenant) = cx.baggage().get(TENANT_ID_KEY) {
+            let tenant = cx
+                .baggage()
+                .get(TENANT_ID_KEY)
+                .filter(|t| crate::tenant::validate(t.as_str().as_bytes()).is_ok());
+            let already = record
+                .attributes_iter()
+                .any(|(k, _)| k.as_str() == TENANT_ID_KEY);
+            if let (Some(tenant), false) = (tenant, already) {
                 record.add_attribute(
                     Key::from_static_str(TENANT_ID_KEY),
                     AnyValue::String(tenant.clone()),

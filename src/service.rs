@@ -19,7 +19,7 @@ use crate::inflight::{InFlight, Route};
 use crate::layer::{Config, MissingTenant};
 use crate::semconv;
 use crate::source::RequestHead;
-use crate::tenant::{validate, InvalidTenantId, Tenant, TENANT_ID_KEY};
+use crate::tenant::{validate_client_id, InvalidTenantId, Tenant, TENANT_ID_KEY};
 
 /// The service made by [`TenantLayer`](crate::TenantLayer). For each request it:
 ///
@@ -175,7 +175,7 @@ where
 fn find_tenant(config: &Config, head: &RequestHead<'_>) -> (Result<Tenant, Rejection>, bool) {
     for source in &config.sources {
         if let Some(raw) = source.find(head) {
-            let result = match validate(&raw) {
+            let result = match validate_client_id(&raw) {
                 Ok(id) => Ok(config.registry.resolve(id)),
                 Err(e) => Err(Rejection::Invalid(source.describe(), e)),
             };
@@ -276,20 +276,22 @@ fn handler_context(
 /// The baggage the handler sees and passes downstream: the caller's entries (unless dropped) with
 /// `tenant.id` set to the validated tenant, whatever the caller claimed.
 fn handler_baggage(config: &Config, inbound: &Baggage, tenant: &Tenant) -> Baggage {
-    let mut baggage = if config.propagate_inbound_baggage {
-        inbound
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    } else {
-        Baggage::new()
-    };
-    // The insert can only fail past the W3C limits, which the inbound baggage already respects
-    // minus the entry replaced here.
+    // The tenant goes in first, into an empty baggage, where it always fits: inserting it last
+    // can fail against the W3C limits (64 entries, 8192 bytes) that a caller filled on purpose,
+    // and would leave the caller's own `tenant.id` in place.
+    let mut baggage = Baggage::new();
     let _ = baggage.insert(
         TENANT_ID_KEY,
         StringValue::from(Arc::clone(tenant.id().shared())),
     );
+    if config.propagate_inbound_baggage {
+        for (key, (value, metadata)) in inbound {
+            if key.as_str() != TENANT_ID_KEY {
+                // Past the limits the caller's extra entries are dropped, never the tenant.
+                let _ = baggage.insert_with_metadata(key.clone(), value.clone(), metadata.clone());
+            }
+        }
+    }
     baggage
 }
 

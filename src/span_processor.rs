@@ -61,7 +61,13 @@ impl SpanProcessor for TenantSpanProcessor {
         if STARTING_SERVER_SPAN.with(Cell::get) {
             return;
         }
-        if let Some(tenant) = cx.baggage().get(TENANT_ID_KEY) {
+        // Only a well-formed id: outside the layer's own contexts, baggage is whatever a caller
+        // sent, up to 8 KB of it.
+        if let Some(tenant) = cx
+            .baggage()
+            .get(TENANT_ID_KEY)
+            .filter(|t| crate::tenant::validate(t.as_str().as_bytes()).is_ok())
+        {
             // The baggage value shares the tenant's allocation; cloning it copies a pointer.
             let value: StringValue = tenant.clone();
             span.set_attribute(KeyValue::new(semconv::TENANT_ID, Value::String(value)));

@@ -37,8 +37,11 @@ pub struct TenantId(Arc<str>);
 
 impl TenantId {
     /// Validates `raw` and returns it as a tenant id.
+    ///
+    /// The reserved labels `__overflow__` and `__unknown__` are refused: a client must not be able
+    /// to claim the shared series (or, under the reject policy, pass as a request without tenant).
     pub fn parse(raw: &str) -> Result<Self, InvalidTenantId> {
-        validate(raw.as_bytes()).map(|s| TenantId(Arc::from(s)))
+        validate_client_id(raw.as_bytes()).map(|s| TenantId(Arc::from(s)))
     }
 
     /// The id as a string slice.
@@ -119,6 +122,8 @@ pub enum InvalidTenantId {
         /// Where the first offending byte is.
         position: usize,
     },
+    /// The value is one of the labels the crate reserves (`__overflow__`, `__unknown__`).
+    Reserved,
 }
 
 impl fmt::Display for InvalidTenantId {
@@ -133,11 +138,23 @@ impl fmt::Display for InvalidTenantId {
                 f,
                 "tenant id has a character outside [A-Za-z0-9._-] at byte {position}"
             ),
+            InvalidTenantId::Reserved => {
+                write!(f, "`{OVERFLOW_TENANT}` and `{UNKNOWN_TENANT}` are reserved")
+            }
         }
     }
 }
 
 impl std::error::Error for InvalidTenantId {}
+
+/// [`validate`], and not one of the reserved labels: for ids that come from clients.
+pub(crate) fn validate_client_id(raw: &[u8]) -> Result<&str, InvalidTenantId> {
+    let id = validate(raw)?;
+    if id == OVERFLOW_TENANT || id == UNKNOWN_TENANT {
+        return Err(InvalidTenantId::Reserved);
+    }
+    Ok(id)
+}
 
 /// Checks raw bytes (a header value may not be UTF-8) against the id rules without allocating.
 pub(crate) fn validate(raw: &[u8]) -> Result<&str, InvalidTenantId> {

@@ -221,3 +221,47 @@ async fn a_flood_of_distinct_ids_stays_within_the_cap() {
     assert_eq!(registry.overflowed_requests(), 4_900);
     assert_eq!(registry.request_stats("__overflow__").unwrap().total, 4_900);
 }
+
+#[tokio::test]
+async fn baggage_filled_to_the_w3c_limits_cannot_keep_a_forged_tenant() {
+    let app = Router::new()
+        .route(
+            "/",
+            get(|| async {
+                tenant_otel::current_tenant()
+                    .map(|t| t.to_string())
+                    .unwrap_or_default()
+            }),
+        )
+        .layer(TenantLayer::new());
+    // Just under 8192 bytes, so the propagator accepts it; replacing `tenant.id` in place would
+    // push it over the limit.
+    let padded = format!("tenant.id=a,pad={}", "x".repeat(8192 - 20));
+    // 64 entries, the most baggage may hold, none of them the tenant.
+    let full = (0..64)
+        .map(|i| format!("k{i}=v"))
+        .collect::<Vec<_>>()
+        .join(",");
+    for baggage in [padded, full] {
+        assert!(baggage.len() <= 8192);
+        let mut req = with_tenant(HeaderValue::from_static("acme-production-tenant-0001"));
+        req.headers_mut()
+            .insert("baggage", HeaderValue::from_str(&baggage).unwrap());
+        assert_eq!(
+            send(&app, req).await,
+            (StatusCode::OK, "acme-production-tenant-0001".to_owned())
+        );
+    }
+}
+
+#[tokio::test]
+async fn clients_cannot_claim_the_reserved_labels() {
+    let registry = TenantRegistry::builder().build();
+    let app = app(TenantLayer::builder().registry(registry.clone()).build());
+    for reserved in ["__unknown__", "__overflow__"] {
+        let (status, msg) = send(&app, with_tenant(HeaderValue::from_static(reserved))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{reserved}");
+        assert!(msg.contains("reserved"), "{msg}");
+    }
+    assert_eq!(registry.overflowed_requests(), 0);
+}

@@ -32,6 +32,9 @@ fn is_valid_id(bytes: &[u8]) -> bool {
         && bytes
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        // The crate's own labels are not for clients to claim.
+        && bytes != b"__overflow__"
+        && bytes != b"__unknown__"
 }
 
 /// Tenant header values: valid ids often enough to fill the cap, ids just around the length
@@ -179,9 +182,11 @@ proptest! {
     #[test]
     fn tenant_id_parse_accepts_exactly_the_documented_alphabet_and_length(
         s in prop_oneof![
-            "[A-Za-z0-9._-]{0,70}",
-            "[A-Za-z0-9._-]{0,40}[^A-Za-z0-9._-][A-Za-z0-9._-]{0,40}",
-            any::<String>(),
+            8 => "[A-Za-z0-9._-]{0,70}",
+            8 => "[A-Za-z0-9._-]{0,40}[^A-Za-z0-9._-][A-Za-z0-9._-]{0,40}",
+            8 => any::<String>(),
+            1 => Just("__overflow__".to_owned()),
+            1 => Just("__unknown__".to_owned()),
         ]
     ) {
         let bytes = s.as_bytes();
@@ -197,6 +202,8 @@ proptest! {
                     InvalidTenantId::Empty
                 } else if bytes.len() > 64 {
                     InvalidTenantId::TooLong { len: bytes.len() }
+                } else if bytes == b"__overflow__" || bytes == b"__unknown__" {
+                    InvalidTenantId::Reserved
                 } else {
                     let position = bytes.iter().position(|b| !is_valid_id(&[*b])).unwrap();
                     InvalidTenantId::InvalidByte { position }
