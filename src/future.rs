@@ -82,6 +82,12 @@ where
                 match result {
                     Ok(res) => {
                         inflight.set_status(res.status());
+                        if inflight.has_no_body(res.status()) {
+                            // The server drops such a body unread (and axum swaps a HEAD
+                            // response's for an empty one): the request is done now.
+                            inflight.finish(None);
+                            return Poll::Ready(Ok(res.map(TenantBody::plain)));
+                        }
                         Poll::Ready(Ok(res.map(|body| TenantBody::instrumented(body, inflight))))
                     }
                     Err(e) => {

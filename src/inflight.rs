@@ -86,6 +86,14 @@ impl InFlight {
         &self.cx
     }
 
+    /// Responses that carry no body by definition (RFC 9110): to HEAD, informational, 204, 304.
+    pub(crate) fn has_no_body(&self, status: StatusCode) -> bool {
+        self.method == semconv::HEAD
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+    }
+
     pub(crate) fn set_status(&mut self, status: StatusCode) {
         self.status = Some(status);
         self.cx.span().set_attribute(KeyValue::new(

@@ -24,6 +24,9 @@ const KNOWN_METHODS: [&str; 9] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
 ];
 
+/// [`method_index`] of `HEAD`.
+pub(crate) const HEAD: usize = 1;
+
 /// Number of distinct values [`method_index`] returns.
 pub(crate) const METHOD_SLOTS: usize = KNOWN_METHODS.len() + 1;
 
@@ -61,6 +64,7 @@ mod tests {
     fn unknown_methods_become_other() {
         assert_eq!(method_name(method_index(&Method::GET)), "GET");
         assert_eq!(method_name(method_index(&Method::PATCH)), "PATCH");
+        assert_eq!(method_index(&Method::HEAD), HEAD);
         let odd = Method::from_bytes(b"BREW").unwrap();
         assert_eq!(method_name(method_index(&odd)), "_OTHER");
         assert!(method_index(&odd) < METHOD_SLOTS);

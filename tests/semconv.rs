@@ -397,3 +397,35 @@ async fn a_failing_inner_service_passes_its_error_through_and_ends_the_request()
     assert_no_active_requests(&metrics, &["failing"]);
     h.finish().await;
 }
+
+/// Responses that carry no body by definition are dropped unread by the server (axum replaces a
+/// HEAD response's body with an empty one): they still count as the successes they are.
+#[tokio::test(flavor = "current_thread")]
+async fn head_and_no_content_responses_are_not_cancelled() {
+    let h = Harness::start().await;
+    let registry = h.telemetry.registry().clone();
+    let app = Router::new()
+        .route("/hello", get(|| async { "hello" }))
+        .route("/empty", get(|| async { StatusCode::NO_CONTENT }))
+        .layer(h.telemetry.layer());
+    for (method, path) in [("HEAD", "/hello"), ("GET", "/empty")] {
+        let res = app
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .method(method)
+                    .uri(path)
+                    .header("x-tenant-id", "prober")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert!(res.status().is_success());
+        // Dropped unread, as the server does with such bodies.
+        drop(res);
+    }
+    let stats = registry.request_stats("prober").unwrap();
+    assert_eq!((stats.total, stats.errors, stats.active), (2, 0, 0));
+    h.finish().await;
+}
