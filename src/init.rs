@@ -19,6 +19,21 @@ use crate::registry::{TenantRegistry, DEFAULT_MAX_TENANTS};
 use crate::span_processor::TenantSpanProcessor;
 use crate::tenant::TenantId;
 
+/// The gRPC exporter's runtime. Dropping a Tokio runtime blocks, which panics inside another
+/// runtime (where `init` is usually called, and where an early `?` drops it): this one is let go
+/// in the background instead, without waiting for idle connections to close.
+#[cfg(feature = "otlp-grpc")]
+struct ExportRuntime(Option<tokio::runtime::Runtime>);
+
+#[cfg(feature = "otlp-grpc")]
+impl Drop for ExportRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// How long shutdown waits by default for pending telemetry to be delivered.
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -237,18 +252,21 @@ impl TelemetryBuilder {
         // one-thread runtime of its own makes init and shutdown work from anywhere.
         #[cfg(feature = "otlp-grpc")]
         let export_runtime = match &export {
-            Some(target) if target.protocol == Protocol::Grpc => Some(
+            Some(target) if target.protocol == Protocol::Grpc => Some(ExportRuntime(Some(
                 tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(1)
                     .thread_name("tenant-otel-export")
                     .enable_all()
                     .build()
                     .map_err(|e| InitError(format!("export runtime: {e}")))?,
-            ),
+            ))),
             _ => None,
         };
         #[cfg(feature = "otlp-grpc")]
-        let entered = export_runtime.as_ref().map(|rt| rt.enter());
+        let entered = export_runtime
+            .as_ref()
+            .and_then(|rt| rt.0.as_ref())
+            .map(|rt| rt.enter());
 
         let mut tracer_provider = SdkTracerProvider::builder()
             .with_resource(resource.clone())
@@ -269,15 +287,21 @@ impl TelemetryBuilder {
         }
         #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
         if let Some(target) = &export {
-            tracer_provider = tracer_provider.with_batch_exporter(target.spans()?);
-            logger_provider = logger_provider.with_batch_exporter(target.logs()?);
-            let mut reader = opentelemetry_sdk::metrics::PeriodicReader::builder(
-                target.metrics(self.temporality)?,
-            );
-            if let Some(interval) = self.metric_interval {
-                reader = reader.with_interval(interval);
+            if target.traces {
+                tracer_provider = tracer_provider.with_batch_exporter(target.spans()?);
             }
-            meter_provider = meter_provider.with_reader(reader.build());
+            if target.logs {
+                logger_provider = logger_provider.with_batch_exporter(target.logs()?);
+            }
+            if target.metrics {
+                let mut reader = opentelemetry_sdk::metrics::PeriodicReader::builder(
+                    target.metrics(self.temporality)?,
+                );
+                if let Some(interval) = self.metric_interval {
+                    reader = reader.with_interval(interval);
+                }
+                meter_provider = meter_provider.with_reader(reader.build());
+            }
         }
         #[cfg(feature = "otlp-grpc")]
         drop(entered);
@@ -352,18 +376,21 @@ impl TelemetryBuilder {
 
     fn export_target(&self) -> Result<Option<ExportTarget>, InitError> {
         let env_protocol = Protocol::from_env()?;
-        let from_env = [
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
-            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
-        ]
-        .iter()
-        .any(|v| std::env::var(v).is_ok_and(|s| !s.trim().is_empty()));
-        if self.endpoint.is_none() && !from_env {
+        let set = |var: &str| std::env::var(var).is_ok_and(|s| !s.trim().is_empty());
+        // One endpoint for all signals, or one per signal: only the signals given an endpoint
+        // are exported, so setting the traces endpoint alone does not send metrics and logs to
+        // a default address.
+        let all = self.endpoint.is_some() || set("OTEL_EXPORTER_OTLP_ENDPOINT");
+        let traces = all || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+        let metrics = all || set("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT");
+        let logs = all || set("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT");
+        if !(traces || metrics || logs) {
             return Ok(None);
         }
         Ok(Some(ExportTarget {
+            traces,
+            metrics,
+            logs,
             endpoint: self.endpoint.clone(),
             timeout: self.export_timeout,
             protocol: self
@@ -418,6 +445,9 @@ fn cardinality_view(instrument: &Instrument, max_tenants: usize) -> Option<Strea
 
 #[allow(dead_code)]
 struct ExportTarget {
+    traces: bool,
+    metrics: bool,
+    logs: bool,
     endpoint: Option<String>,
     timeout: Option<Duration>,
     protocol: Protocol,
@@ -520,7 +550,7 @@ pub struct Telemetry {
     registry: TenantRegistry,
     exporting: bool,
     #[cfg(feature = "otlp-grpc")]
-    export_runtime: std::sync::Mutex<Option<tokio::runtime::Runtime>>,
+    export_runtime: std::sync::Mutex<Option<ExportRuntime>>,
     shutdown_timeout: Duration,
     #[cfg(feature = "prometheus")]
     prometheus: prometheus::Registry,
@@ -617,7 +647,10 @@ impl Telemetry {
         {
             errors.push(format!("traces: {e}"));
         }
-        if let Err(e) = self.meter_provider.shutdown() {
+        if let Err(e) = self
+            .meter_provider
+            .shutdown_with_timeout(self.shutdown_timeout)
+        {
             errors.push(format!("metrics: {e}"));
         }
         if let Err(e) = self
@@ -626,17 +659,14 @@ impl Telemetry {
         {
             errors.push(format!("logs: {e}"));
         }
+        // Everything is flushed: the export runtime can go.
         #[cfg(feature = "otlp-grpc")]
-        if let Some(rt) = self
-            .export_runtime
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            // Everything is flushed; don't wait for idle connections to close (and don't block,
-            // which would panic when dropped inside the application's runtime).
-            rt.shutdown_background();
-        }
+        drop(
+            self.export_runtime
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
         if errors.is_empty() {
             Ok(())
         } else {

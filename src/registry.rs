@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
@@ -79,6 +79,7 @@ pub(crate) struct Inner {
     /// Route templates seen so far, each with a small id for series keys; the shared string is
     /// reused for every span's `http.route`.
     routes: papaya::HashMap<Arc<str>, u32, Hasher>,
+    next_route: AtomicU32,
     /// Reference point of the `last_seen` clocks of the entries.
     epoch: Instant,
     /// Idle time after which an unpinned tenant gives its slot back, if reclaiming is on.
@@ -228,6 +229,7 @@ impl TenantRegistryBuilder {
                 unknown: reserved(UNKNOWN_TENANT),
                 overflowed: AtomicU64::new(0),
                 routes: papaya::HashMap::with_hasher(Hasher::default()),
+                next_route: AtomicU32::new(0),
                 epoch: Instant::now(),
                 reclaim_after: self.reclaim_after,
                 last_sweep_ms: AtomicU64::new(0),
@@ -410,15 +412,25 @@ impl TenantRegistry {
         if let Some((key, id)) = routes.get_key_value(route) {
             return Some((*id, Arc::clone(key)));
         }
-        let next = routes.len();
-        if next >= MAX_ROUTES {
+        // Ids come from a counter, never from the map's length: two routes added at once must
+        // not share one, or their durations would merge into one series.
+        let id = self.inner.next_route.fetch_add(1, Ordering::Relaxed);
+        if id as usize >= MAX_ROUTES {
             return None;
         }
         let key: Arc<str> = Arc::from(route);
-        // Two threads may race to add the same route; both get the one that won.
-        let id = *routes.get_or_insert(Arc::clone(&key), next as u32);
-        let (key, _) = routes.get_key_value(route).unwrap_or((&key, &id));
-        Some((id, Arc::clone(key)))
+        // Two threads may race to add the same route; both get the one that won (the loser's id
+        // is simply never used).
+        match routes.try_insert(Arc::clone(&key), id) {
+            Ok(_) => Some((id, key)),
+            Err(existing) => {
+                let id = *existing.current;
+                let key = routes
+                    .get_key_value(route)
+                    .map_or(key, |(k, _)| Arc::clone(k));
+                Some((id, key))
+            }
+        }
     }
 
     fn admit(&self, id: &str) -> Option<Tenant> {
@@ -782,6 +794,21 @@ mod tests {
         );
         assert!(registry.register(TenantId::parse("real").unwrap()));
         assert_eq!(registry.len(), 1);
+    }
+
+    #[test]
+    fn routes_added_at_once_never_share_an_id() {
+        for _ in 0..200 {
+            let registry = TenantRegistry::builder().build();
+            let ids: Vec<u32> = std::thread::scope(|s| {
+                let a = s.spawn(|| registry.route_id("/a").unwrap());
+                let b = s.spawn(|| registry.route_id("/b").unwrap());
+                vec![a.join().unwrap(), b.join().unwrap()]
+            });
+            assert_ne!(ids[0], ids[1]);
+            assert_eq!(registry.route_id("/a"), Some(ids[0]));
+            assert_eq!(registry.route_id("/b"), Some(ids[1]));
+        }
     }
 
     #[test]

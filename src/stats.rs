@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+/// The longest duration recorded, in microseconds (a day).
+const MAX_MICROS: u64 = 86_400_000_000;
+
 /// Two significant figures: percentiles within 1 %, at a few KiB per histogram.
 const SIGFIG: u8 = 2;
 
@@ -143,9 +146,11 @@ impl Stats {
     }
 
     fn record_at(&self, duration: Duration, error: bool, now: Instant) {
+        // A day is longer than any request or query; a larger figure (say `Duration::MAX` from a
+        // careless caller) is clamped so sums cannot overflow.
         let micros = u64::try_from(duration.as_micros())
             .unwrap_or(u64::MAX)
-            .max(1);
+            .clamp(1, MAX_MICROS);
         self.total.fetch_add(1, Ordering::Relaxed);
         if error {
             self.errors.fetch_add(1, Ordering::Relaxed);
@@ -184,9 +189,9 @@ impl Stats {
         l.rotate(Instant::now());
         let mut window_hist = l.halves[0].clone();
         let _ = window_hist.add(&l.halves[1]);
-        let w_total = l.window_count + l.prev_count;
-        let w_errors = l.window_errors + l.prev_errors;
-        let w_sum = l.window_sum_micros + l.prev_sum_micros;
+        let w_total = l.window_count.saturating_add(l.prev_count);
+        let w_errors = l.window_errors.saturating_add(l.prev_errors);
+        let w_sum = l.window_sum_micros.saturating_add(l.prev_sum_micros);
         StatsSnapshot {
             total,
             success: total - errors,
@@ -302,6 +307,18 @@ mod tests {
         assert_eq!(snap.window.errors, 0);
         assert!(snap.window.p99_ms < 100.0);
         assert!(snap.p99_ms > 4000.0);
+    }
+
+    #[test]
+    fn absurd_durations_are_clamped_not_overflowed() {
+        let s = Stats::new(Duration::from_secs(60));
+        for _ in 0..3 {
+            s.record(Duration::MAX, false);
+        }
+        let snap = s.snapshot();
+        assert_eq!(snap.total, 3);
+        assert!((snap.avg_ms - 86_400_000.0).abs() < 1.0, "{}", snap.avg_ms);
+        assert!(snap.p99_ms <= 86_400_000.0 * 1.01);
     }
 
     #[test]

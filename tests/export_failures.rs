@@ -97,3 +97,15 @@ async fn never_answering_http() {
     serve_through(endpoint, Protocol::HttpProtobuf).await;
     task.abort();
 }
+
+#[tokio::test]
+async fn a_bad_endpoint_is_an_error_not_a_panic() {
+    let result = Telemetry::builder()
+        .otlp_endpoint("http://bad host:4317")
+        .protocol(Protocol::Grpc)
+        .without_tracing_subscriber()
+        .without_globals()
+        .init();
+    let err = result.expect_err("an endpoint that is not a URI");
+    assert!(err.to_string().contains("span exporter"), "{err}");
+}
