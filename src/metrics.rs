@@ -1,7 +1,7 @@
 //! The OpenTelemetry instruments of the HTTP server side, with the names, units and buckets of
 //! the telemetry contract.
 
-use opentelemetry::metrics::{Counter, Histogram, Meter, UpDownCounter};
+use opentelemetry::metrics::{Counter, Histogram, Meter};
 
 /// Instrument names, as in the telemetry contract.
 pub mod names {
@@ -44,7 +44,6 @@ pub const QUERY_DURATION_BUCKETS: [f64; 17] = [
 #[derive(Clone, Debug)]
 pub(crate) struct HttpInstruments {
     pub(crate) duration: Histogram<f64>,
-    pub(crate) active: UpDownCounter<i64>,
     pub(crate) overflow: Counter<u64>,
 }
 
@@ -56,11 +55,6 @@ impl HttpInstruments {
                 .with_unit("s")
                 .with_description("Duration of HTTP server requests, to the end of the response body.")
                 .with_boundaries(DURATION_BUCKETS.to_vec())
-                .build(),
-            active: meter
-                .i64_up_down_counter(names::HTTP_SERVER_ACTIVE_REQUESTS)
-                .with_unit("{request}")
-                .with_description("Number of active HTTP server requests.")
                 .build(),
             overflow: meter
                 .u64_counter(names::TENANT_CARDINALITY_OVERFLOW)

@@ -20,8 +20,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use opentelemetry::metrics::{
-    AsyncInstrument, BoundCounter, BoundGauge, BoundHistogram, BoundUpDownCounter, Counter, Gauge,
-    Histogram, Meter, ObservableGauge, UpDownCounter,
+    AsyncInstrument, BoundCounter, BoundGauge, BoundHistogram, Counter, Gauge, Histogram, Meter,
+    ObservableGauge,
 };
 use opentelemetry::{Key, KeyValue};
 
@@ -264,7 +264,6 @@ impl QueryGuard {
         let duration = self.started.elapsed();
         let entry = &self.tenant.entry;
         if let Some(series) = entry.query_series.get() {
-            series.active.add(-1);
             series.record(outcome.status, duration, outcome.docs, outcome.tokens);
         }
         entry.queries.finish(duration, outcome.status.is_error());
@@ -281,7 +280,6 @@ impl Drop for QueryGuard {
         let duration = self.started.elapsed();
         let entry = &self.tenant.entry;
         if let Some(series) = entry.query_series.get() {
-            series.active.add(-1);
             let (count, hist) = series.cancelled(&entry.key_value().clone());
             count.add(1);
             hist.record(duration.as_secs_f64());
@@ -431,7 +429,9 @@ impl TenantRegistry {
     pub fn start_query(&self, tenant: impl QueryTenant) -> QueryGuard {
         let tenant = tenant.resolve_in(self);
         let started = Instant::now();
-        self.query_series(&tenant.entry).active.add(1);
+        // Bound now, so the first query's series exist when it ends; `rag.active_queries` is
+        // observed from the in-flight count at collection time.
+        self.query_series(&tenant.entry);
         tenant.entry.queries.start();
         QueryGuard {
             tenant,
@@ -583,7 +583,6 @@ impl TenantRegistry {
 pub(crate) struct QueryInstruments {
     queries: Counter<u64>,
     duration: Histogram<f64>,
-    active: UpDownCounter<i64>,
     docs: Histogram<u64>,
     tokens: Counter<u64>,
     pub(crate) quota: Gauge<f64>,
@@ -602,11 +601,6 @@ impl QueryInstruments {
                 .with_unit("s")
                 .with_description("Duration of RAG queries, by status.")
                 .with_boundaries(QUERY_DURATION_BUCKETS.to_vec())
-                .build(),
-            active: meter
-                .i64_up_down_counter(names::RAG_ACTIVE_QUERIES)
-                .with_unit("{query}")
-                .with_description("RAG queries in flight.")
                 .build(),
             docs: meter
                 .u64_histogram(names::RAG_DOCS_RETRIEVED)
@@ -646,7 +640,6 @@ pub(crate) fn tenant_info_gauge(
 
 /// The `rag.*` series of one tenant, bound once.
 pub(crate) struct QuerySeries {
-    active: BoundUpDownCounter<i64>,
     success: BoundCounter<u64>,
     error: BoundCounter<u64>,
     success_duration: BoundHistogram<f64>,
@@ -671,7 +664,6 @@ impl QuerySeries {
         let success = [tenant.clone(), KeyValue::new(STATUS, "success")];
         let error = [tenant.clone(), KeyValue::new(STATUS, "error")];
         QuerySeries {
-            active: instruments.active.bind(&only_tenant),
             success: instruments.queries.bind(&success),
             error: instruments.queries.bind(&error),
             success_duration: instruments.duration.bind(&success),

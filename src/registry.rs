@@ -3,13 +3,15 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicU16, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use opentelemetry::baggage::BaggageExt;
 use opentelemetry::metrics::{
-    BoundHistogram, BoundUpDownCounter, Meter, MeterProvider, ObservableGauge,
+    BoundHistogram, Meter, MeterProvider, ObservableGauge, ObservableUpDownCounter,
 };
 use opentelemetry::{InstrumentationScope, KeyValue};
 
@@ -94,6 +96,8 @@ pub(crate) struct Inner {
     _info_gauge: ObservableGauge<u64>,
     /// Kept so the `tenant.resource.share` callback lives as long as the registry.
     _share_gauge: ObservableGauge<f64>,
+    /// Kept so the in-flight callbacks live as long as the registry.
+    _active: [ObservableUpDownCounter<i64>; 2],
 }
 
 /// Builds a [`TenantRegistry`].
@@ -199,6 +203,23 @@ impl TenantRegistryBuilder {
         // and a strong reference would keep every tenant entry alive through the provider.
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let weak_share = weak.clone();
+            let weak_requests = weak.clone();
+            let active_requests = crate::active::requests(&meter, move |observe| {
+                if let Some(inner) = weak_requests.upgrade() {
+                    inner.for_each_entry(|e| e.observe_active_requests(&mut *observe));
+                }
+            });
+            let weak_queries = weak.clone();
+            let active_queries = crate::active::queries(&meter, move |observe| {
+                if let Some(inner) = weak_queries.upgrade() {
+                    inner.for_each_entry(|e| {
+                        // Only tenants that have run a query have `rag.*` series.
+                        if e.query_series.get().is_some() {
+                            observe(e.queries.active(), std::slice::from_ref(e.key_value()));
+                        }
+                    });
+                }
+            });
             let weak = weak.clone();
             let info_gauge = crate::query::tenant_info_gauge(&meter, move |observe| {
                 if let Some(inner) = weak.upgrade() {
@@ -238,6 +259,7 @@ impl TenantRegistryBuilder {
                 query,
                 _info_gauge: info_gauge,
                 _share_gauge: share_gauge,
+                _active: [active_requests, active_queries],
             }
         });
         let registry = TenantRegistry { inner };
@@ -387,7 +409,7 @@ impl TenantRegistry {
     pub fn __bench_request(&self, id: &str, route: &str, status: u16, duration: Duration) {
         let tenant = self.resolve(id);
         let method = semconv::method_index(&http::Method::GET);
-        tenant.entry.request_started(self, method);
+        tenant.entry.request_started(method);
         tenant.entry.request_finished(
             self,
             &Outcome {
@@ -448,6 +470,15 @@ impl TenantRegistry {
 }
 
 impl Inner {
+    /// Every live entry, the shared `__overflow__` and `__unknown__` ones included.
+    fn for_each_entry(&self, mut f: impl FnMut(&TenantEntry)) {
+        for entry in self.tenants.pin().values() {
+            f(entry);
+        }
+        f(&self.overflow);
+        f(&self.unknown);
+    }
+
     fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
@@ -536,7 +567,14 @@ pub(crate) struct TenantEntry {
     pub(crate) id: TenantId,
     kv: KeyValue,
     overflow: bool,
-    active: [OnceLock<BoundUpDownCounter<i64>>; METHOD_SLOTS],
+    /// Requests in flight per method, observed into `http.server.active_requests` at
+    /// collection time: a series exists only while its entry does, so a reclaimed tenant's
+    /// series go with it (the SDK keeps up-down counters cumulative even under delta, and a
+    /// bound one would stay exported for good).
+    active: [AtomicI64; METHOD_SLOTS],
+    /// The methods this tenant has served, one bit each: their series are reported, at zero
+    /// too, for as long as the tenant keeps its slot.
+    methods_seen: AtomicU16,
     durations: RwLock<HashMap<SeriesKey, BoundHistogram<f64>, Hasher>>,
     pub(crate) requests: Stats,
     pub(crate) queries: Stats,
@@ -592,6 +630,7 @@ impl TenantEntry {
             id,
             overflow,
             active: Default::default(),
+            methods_seen: AtomicU16::new(0),
             durations: RwLock::new(HashMap::with_hasher(Hasher::default())),
             requests: Stats::new(window),
             queries: Stats::new(window),
@@ -639,24 +678,35 @@ impl TenantEntry {
         &self.kv
     }
 
-    fn active_counter(&self, http: &HttpInstruments, method: usize) -> &BoundUpDownCounter<i64> {
+    pub(crate) fn request_started(&self, method: usize) {
         let method = method.min(METHOD_SLOTS - 1);
-        self.active[method].get_or_init(|| {
-            http.active.bind(&[
-                self.kv.clone(),
-                KeyValue::new(semconv::HTTP_REQUEST_METHOD, semconv::method_name(method)),
-            ])
-        })
+        let bit = 1u16 << method;
+        // Read first: the bit is set once, and a write on every request would bounce the cache
+        // line between threads.
+        if self.methods_seen.load(Ordering::Relaxed) & bit == 0 {
+            self.methods_seen.fetch_or(bit, Ordering::Relaxed);
+        }
+        self.active[method].fetch_add(1, Ordering::Relaxed);
+        self.requests.start();
     }
 
-    pub(crate) fn request_started(&self, registry: &TenantRegistry, method: usize) {
-        self.active_counter(&registry.inner.http, method).add(1);
-        self.requests.start();
+    /// Reports this tenant's in-flight requests per method it has served.
+    pub(crate) fn observe_active_requests(&self, observe: &mut dyn FnMut(i64, &[KeyValue])) {
+        let seen = self.methods_seen.load(Ordering::Relaxed);
+        for method in (0..METHOD_SLOTS).filter(|m| seen & (1 << m) != 0) {
+            observe(
+                self.active[method].load(Ordering::Relaxed),
+                &[
+                    self.kv.clone(),
+                    KeyValue::new(semconv::HTTP_REQUEST_METHOD, semconv::method_name(method)),
+                ],
+            );
+        }
     }
 
     pub(crate) fn request_finished(&self, registry: &TenantRegistry, outcome: &Outcome<'_>) {
         let http = &registry.inner.http;
-        self.active_counter(http, outcome.method).add(-1);
+        self.active[outcome.method.min(METHOD_SLOTS - 1)].fetch_sub(1, Ordering::Relaxed);
         let failed =
             outcome.error_type.is_some() || outcome.status.is_some_and(|s| s.is_server_error());
         self.requests

@@ -145,7 +145,7 @@ where
             config.tracer.start(builder, &handler_cx)
         };
 
-        tenant.entry().request_started(&config.registry, method);
+        tenant.entry().request_started(method);
         let inflight = InFlight::new(
             cx,
             tenant.clone(),

@@ -12,35 +12,46 @@ use opentelemetry_sdk::metrics::{
 };
 use tenant_otel::{TenantInfo, TenantRegistry};
 
-/// The `tenant.id` values of the duration histogram in the last collection.
+/// The `tenant.id` of a data point.
+fn tenant<'a>(mut attrs: impl Iterator<Item = &'a opentelemetry::KeyValue>) -> Option<String> {
+    attrs
+        .find(|kv| kv.key.as_str() == "tenant.id")
+        .and_then(|kv| match &kv.value {
+            Value::String(s) => Some(s.to_string()),
+            _ => None,
+        })
+}
+
+/// The `tenant.id` values of the duration histogram and of the active-requests counter in the
+/// last collection.
 fn exported_tenants(
     provider: &SdkMeterProvider,
     exporter: &InMemoryMetricExporter,
-) -> BTreeSet<String> {
+) -> (BTreeSet<String>, BTreeSet<String>) {
     exporter.reset();
     provider.force_flush().unwrap();
-    let mut ids = BTreeSet::new();
+    let (mut durations, mut active) = (BTreeSet::new(), BTreeSet::new());
     for rm in exporter.get_finished_metrics().unwrap() {
         for sm in rm.scope_metrics() {
             for m in sm.metrics() {
-                if m.name() != "http.server.request.duration" {
-                    continue;
-                }
-                if let AggregatedMetrics::F64(MetricData::Histogram(h)) = m.data() {
-                    for dp in h.data_points() {
-                        for kv in dp.attributes() {
-                            if kv.key.as_str() == "tenant.id" {
-                                if let Value::String(s) = &kv.value {
-                                    ids.insert(s.to_string());
-                                }
-                            }
-                        }
+                match (m.name(), m.data()) {
+                    (
+                        "http.server.request.duration",
+                        AggregatedMetrics::F64(MetricData::Histogram(h)),
+                    ) => durations.extend(h.data_points().filter_map(|dp| tenant(dp.attributes()))),
+                    ("http.server.active_requests", AggregatedMetrics::I64(MetricData::Sum(s))) => {
+                        active.extend(s.data_points().filter_map(|dp| tenant(dp.attributes())))
                     }
+                    _ => {}
                 }
             }
         }
     }
-    ids
+    (durations, active)
+}
+
+fn set(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
 }
 
 fn request(registry: &TenantRegistry, id: &str) -> String {
@@ -71,12 +82,9 @@ fn idle_tenants_give_their_slot_back_under_delta_temporality() {
     // `busy` has a query in flight through the quiet period.
     let busy_query = registry.start_query("b");
     assert_eq!(request(&registry, "c"), "__overflow__", "cap reached");
-    assert_eq!(
-        exported_tenants(&provider, &exporter),
-        ["__overflow__", "a", "b", "pinned"]
-            .map(String::from)
-            .into()
-    );
+    let (durations, active) = exported_tenants(&provider, &exporter);
+    assert_eq!(durations, set(&["__overflow__", "a", "b", "pinned"]));
+    assert_eq!(active, set(&["__overflow__", "a", "b", "pinned"]));
 
     std::thread::sleep(Duration::from_millis(1200));
     // `a` went quiet: `c` takes its slot. `b` is busy and `pinned` registered: both stay.
@@ -91,11 +99,11 @@ fn idle_tenants_give_their_slot_back_under_delta_temporality() {
     drop(busy_query);
 
     // Delta: the last collection holds only what was recorded since the one before, and `a`'s
-    // series is gone from the SDK with its bound instruments.
-    assert_eq!(
-        exported_tenants(&provider, &exporter),
-        ["c"].map(String::from).into()
-    );
+    // series are gone from the SDK with its entry: the in-flight counter, which the SDK keeps
+    // cumulative under delta too, included.
+    let (durations, active) = exported_tenants(&provider, &exporter);
+    assert_eq!(durations, set(&["c"]));
+    assert_eq!(active, set(&["__overflow__", "b", "c", "pinned"]));
     // A tenant coming back later is admitted again; one sweep frees every idle slot at once.
     std::thread::sleep(Duration::from_millis(1200));
     registry.resolve("d");
