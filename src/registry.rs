@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{
-    AtomicBool, AtomicI64, AtomicU16, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+    AtomicI64, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
@@ -291,7 +291,7 @@ impl TenantRegistry {
     /// Looks up (or admits) a validated tenant id.
     pub fn resolve(&self, id: &str) -> Tenant {
         let inner = &*self.inner;
-        if let Some(entry) = inner.tenants.pin().get(id) {
+        if let Some(entry) = inner.tenants.pin().get(id).filter(|e| !e.is_retired()) {
             entry.touch();
             return Tenant {
                 id: entry.id.clone(),
@@ -329,16 +329,24 @@ impl TenantRegistry {
             return None;
         }
         let inner = &*self.inner;
-        if let Some(entry) = inner.tenants.pin().get(id.as_str()) {
-            entry.pinned.store(true, Ordering::Relaxed);
-            return Some(Arc::clone(entry));
+        // A sweep may retire the entry found, between the lookup and the pin: then look again,
+        // and admit the tenant anew once the retired entry has left the map.
+        loop {
+            let found = inner.tenants.pin().get(id.as_str()).map(Arc::clone);
+            let entry = match found {
+                Some(entry) => entry,
+                None => {
+                    if !inner.claim_slot() {
+                        return None;
+                    }
+                    inner.insert(id.clone())
+                }
+            };
+            if entry.pin() {
+                return Some(entry);
+            }
+            std::hint::spin_loop();
         }
-        if !inner.claim_slot() {
-            return None;
-        }
-        let entry = inner.insert(id);
-        entry.pinned.store(true, Ordering::Relaxed);
-        Some(entry)
     }
 
     /// The tenant used for requests without a usable id when the layer lets them through.
@@ -505,13 +513,13 @@ impl Inner {
         let tenants = self.tenants.pin();
         let stale: Vec<Arc<str>> = tenants
             .iter()
-            .filter(|(_, e)| e.is_idle(now, idle_ms))
+            .filter(|(_, e)| e.state.load(Ordering::Acquire) == LIVE && e.is_idle(now, idle_ms))
             .map(|(k, _)| Arc::clone(k))
             .collect();
         let mut freed = false;
         for key in stale {
             // Checked again as it is removed: a request may have arrived meanwhile.
-            if let Ok(Some(_)) = tenants.remove_if(&*key, |_, e| e.is_idle(now, idle_ms)) {
+            if let Ok(Some(_)) = tenants.remove_if(&*key, |_, e| e.retire_if_idle(now, idle_ms)) {
                 self.admitted.fetch_sub(1, Ordering::AcqRel);
                 freed = true;
             }
@@ -562,6 +570,10 @@ impl fmt::Debug for TenantRegistry {
     }
 }
 
+const LIVE: u8 = 0;
+const PINNED: u8 = 1;
+const RETIRED: u8 = 2;
+
 /// Everything prepared once for one metric label.
 pub(crate) struct TenantEntry {
     pub(crate) id: TenantId,
@@ -585,7 +597,9 @@ pub(crate) struct TenantEntry {
     /// Last lookup, in ms since the registry's epoch; kept only when idle tenants are reclaimed.
     last_seen_ms: AtomicU64,
     /// Registered explicitly: never reclaimed.
-    pinned: AtomicBool,
+    /// [`LIVE`], [`PINNED`] (registered explicitly: never reclaimed) or [`RETIRED`] (swept
+    /// out; lookups that still find it treat it as absent).
+    state: AtomicU8,
     /// The registry's epoch, when idle tenants are reclaimed (`touch` is free otherwise).
     clock: Option<Instant>,
     /// A context holding baggage `tenant.id`, the base of every request's context.
@@ -638,7 +652,7 @@ impl TenantEntry {
             quota: RwLock::new(Vec::new()),
             info: RwLock::new(None),
             last_seen_ms: AtomicU64::new(0),
-            pinned: AtomicBool::new(false),
+            state: AtomicU8::new(LIVE),
             clock,
             context: opentelemetry::Context::new()
                 .with_baggage([KeyValue::new(crate::tenant::TENANT_ID_KEY, id_value)]),
@@ -657,12 +671,36 @@ impl TenantEntry {
         }
     }
 
-    /// Nothing in flight, not registered explicitly, and not looked up for `idle_ms`.
+    /// Nothing in flight and not looked up for `idle_ms`.
     fn is_idle(&self, now_ms: u64, idle_ms: u64) -> bool {
-        !self.pinned.load(Ordering::Relaxed)
-            && self.requests.active() == 0
+        self.requests.active() == 0
             && self.queries.active() == 0
             && now_ms.saturating_sub(self.last_seen_ms.load(Ordering::Relaxed)) >= idle_ms
+    }
+
+    /// Retires the entry if it is idle and not pinned; the state change is what a concurrent
+    /// [`TenantEntry::pin`] races against, so exactly one of them wins.
+    fn retire_if_idle(&self, now_ms: u64, idle_ms: u64) -> bool {
+        self.is_idle(now_ms, idle_ms)
+            && self
+                .state
+                .compare_exchange(LIVE, RETIRED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+
+    /// Keeps the entry from ever being reclaimed; false if a sweep retired it first.
+    fn pin(&self) -> bool {
+        match self
+            .state
+            .compare_exchange(LIVE, PINNED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(current) => current == PINNED,
+        }
+    }
+
+    fn is_retired(&self) -> bool {
+        self.state.load(Ordering::Acquire) == RETIRED
     }
 
     pub(crate) fn id(&self) -> &TenantId {
