@@ -101,9 +101,15 @@ where
                             i.finish(Some(std::any::type_name::<B::Error>()));
                         }
                     }
-                    Poll::Ready(Some(Ok(_))) if inner.is_end_stream() => {
-                        if let Some(i) = inflight.take() {
-                            i.finish(None);
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let (Some(trailers), Some(i)) = (frame.trailers_ref(), inflight.as_mut())
+                        {
+                            i.observe_grpc_status(trailers);
+                        }
+                        if inner.is_end_stream() {
+                            if let Some(i) = inflight.take() {
+                                i.finish(None);
+                            }
                         }
                     }
                     _ => {}

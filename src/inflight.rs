@@ -57,6 +57,10 @@ pub(crate) struct InFlight {
     route: Option<Route>,
     start: Instant,
     status: Option<StatusCode>,
+    /// A gRPC call, whose outcome is in `grpc-status` rather than the HTTP status.
+    grpc: bool,
+    /// The gRPC status name, when it is one the server is to blame for.
+    grpc_error: Option<&'static str>,
     done: bool,
 }
 
@@ -68,6 +72,7 @@ impl InFlight {
         method: usize,
         route: Option<Route>,
         start: Instant,
+        grpc: bool,
     ) -> Self {
         InFlight {
             cx,
@@ -77,8 +82,30 @@ impl InFlight {
             route,
             start,
             status: None,
+            grpc,
+            grpc_error: None,
             done: false,
         }
+    }
+
+    /// Reads `grpc-status` from a gRPC response's headers (a trailers-only response) or
+    /// trailers: a gRPC call fails with HTTP 200, and only this says so.
+    pub(crate) fn observe_grpc_status(&mut self, headers: &http::HeaderMap) {
+        if !self.grpc {
+            return;
+        }
+        let Some(code) = headers
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u8>().ok())
+        else {
+            return;
+        };
+        self.cx.span().set_attribute(KeyValue::new(
+            semconv::RPC_GRPC_STATUS_CODE,
+            i64::from(code),
+        ));
+        self.grpc_error = semconv::grpc_server_error(code);
     }
 
     /// The context (server span and baggage) to attach while user code runs.
@@ -113,6 +140,7 @@ impl InFlight {
             return;
         }
         self.done = true;
+        let error_type = error_type.or(self.grpc_error);
         let end = Instant::now();
         let duration = end.saturating_duration_since(self.start);
         let span = self.cx.span();

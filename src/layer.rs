@@ -59,6 +59,8 @@ pub(crate) struct Config {
     pub(crate) tracer: Tracer,
     pub(crate) propagator: Arc<dyn TextMapPropagator + Send + Sync>,
     pub(crate) propagate_inbound_baggage: bool,
+    /// `url.scheme` of requests whose URI has none (HTTP/1.1).
+    pub(crate) url_scheme: &'static str,
     /// W3C trace context and baggage, the default: lets the common case skip building a
     /// baggage map per request.
     pub(crate) standard_propagation: bool,
@@ -142,6 +144,7 @@ pub struct TenantLayerBuilder {
     tracer: Option<Tracer>,
     propagator: Option<Arc<dyn TextMapPropagator + Send + Sync>>,
     drop_inbound_baggage: bool,
+    https: bool,
 }
 
 impl TenantLayerBuilder {
@@ -199,6 +202,13 @@ impl TenantLayerBuilder {
         self
     }
 
+    /// The service is reached over HTTPS (through a TLS-terminating proxy, say): server spans
+    /// say `url.scheme=https` where the request does not name its scheme. Default `http`.
+    pub fn https(mut self) -> Self {
+        self.https = true;
+        self
+    }
+
     /// Don't pass the caller's other baggage entries on to the handler and downstream calls;
     /// only `tenant.id` is kept. For edge services facing untrusted clients.
     pub fn drop_inbound_baggage(mut self) -> Self {
@@ -237,6 +247,7 @@ impl TenantLayerBuilder {
                 tracer,
                 propagator,
                 propagate_inbound_baggage: !self.drop_inbound_baggage,
+                url_scheme: if self.https { "https" } else { "http" },
                 standard_propagation,
                 expected,
             }),

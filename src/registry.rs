@@ -621,7 +621,8 @@ enum ErrorKind {
     None,
     /// `error.type` is the 5xx status code.
     Status,
-    Cancelled,
+    /// `cancelled`, a gRPC status name, or an error's type name: static, so the set is finite.
+    Named(&'static str),
 }
 
 /// How a request ended, for its duration series.
@@ -761,8 +762,7 @@ impl TenantEntry {
                 method: outcome.method as u8,
                 status: outcome.status.map_or(0, |s| s.as_u16()),
                 error: match (outcome.error_type, outcome.status) {
-                    (Some(semconv::ERROR_CANCELLED), _) => ErrorKind::Cancelled,
-                    (Some(_), _) => return self.record_unbound(http, outcome, seconds),
+                    (Some(name), _) => ErrorKind::Named(name),
                     (None, Some(s)) if s.is_server_error() => ErrorKind::Status,
                     (None, _) => ErrorKind::None,
                 },

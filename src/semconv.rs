@@ -15,6 +15,23 @@ pub(crate) const NETWORK_PROTOCOL_VERSION: Key = Key::from_static_str("network.p
 pub(crate) const TENANT_ID: Key = Key::from_static_str(crate::tenant::TENANT_ID_KEY);
 pub(crate) const TENANT_BAGGAGE_MISMATCH: Key = Key::from_static_str("tenant.baggage_mismatch");
 
+pub(crate) const RPC_GRPC_STATUS_CODE: Key = Key::from_static_str("rpc.grpc.status_code");
+
+/// The name of a gRPC status code that is the server's failure, as the RPC semantic conventions
+/// count them for server spans (`UNKNOWN`, `DEADLINE_EXCEEDED`, `UNIMPLEMENTED`, `INTERNAL`,
+/// `UNAVAILABLE`, `DATA_LOSS`); `None` for success and for the caller's errors.
+pub(crate) fn grpc_server_error(code: u8) -> Option<&'static str> {
+    Some(match code {
+        2 => "UNKNOWN",
+        4 => "DEADLINE_EXCEEDED",
+        12 => "UNIMPLEMENTED",
+        13 => "INTERNAL",
+        14 => "UNAVAILABLE",
+        15 => "DATA_LOSS",
+        _ => return None,
+    })
+}
+
 /// `error.type` when the client went away before the response body ended.
 pub(crate) const ERROR_CANCELLED: &str = "cancelled";
 

@@ -153,6 +153,7 @@ where
             method,
             route,
             start,
+            is_grpc(&req),
         );
 
         if let Some(rejection) = rejection {
@@ -211,9 +212,13 @@ fn server_span<B>(
         semconv::URL_PATH,
         req.uri().path().to_owned(),
     ));
-    if let Some(scheme) = req.uri().scheme_str() {
-        attributes.push(KeyValue::new(semconv::URL_SCHEME, scheme.to_owned()));
-    }
+    // HTTP/1.1 requests carry no scheme: the one the service is reached by is configuration.
+    let scheme = match req.uri().scheme_str() {
+        Some("https") => "https",
+        Some("http") => "http",
+        _ => config.url_scheme,
+    };
+    attributes.push(KeyValue::new(semconv::URL_SCHEME, scheme));
     if let Some(version) = semconv::protocol_version(req.version()) {
         attributes.push(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, version));
     }

@@ -64,6 +64,7 @@ async fn server_span_child_spans_and_logs_carry_the_tenant() {
     assert_eq!(attr(a, "http.request.method").as_deref(), Some("GET"));
     assert_eq!(attr(a, "http.route").as_deref(), Some("/orders/{id}"));
     assert_eq!(attr(a, "url.path").as_deref(), Some("/orders/7"));
+    assert_eq!(attr(a, "url.scheme").as_deref(), Some("http"));
     assert_eq!(attr(a, "http.response.status_code").as_deref(), Some("200"));
     // The query string (here a token) never reaches the span.
     assert!(
