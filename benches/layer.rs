@@ -4,48 +4,19 @@
 //!
 //! `cargo bench --bench layer`
 
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::Request;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::metrics::data::ResourceMetrics;
-use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
-use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tenant_otel::{TenantLayer, TenantRegistry, TenantSpanProcessor};
 use tower::ServiceExt;
 
-#[derive(Debug)]
-struct DiscardSpans;
-
-impl SpanExporter for DiscardSpans {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        drop(batch);
-        Ok(())
-    }
-}
-
-#[derive(Debug)]
-struct DiscardMetrics;
-
-impl PushMetricExporter for DiscardMetrics {
-    async fn export(&self, _metrics: &ResourceMetrics) -> OTelSdkResult {
-        Ok(())
-    }
-    fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
-    }
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        Ok(())
-    }
-    fn temporality(&self) -> Temporality {
-        Temporality::Cumulative
-    }
-}
+#[path = "support/discard.rs"]
+mod discard;
+use discard::{DiscardMetrics, DiscardSpans};
 
 fn router() -> Router {
     Router::new().route("/hello", get(|| async { "hello" }))

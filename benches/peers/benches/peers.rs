@@ -34,8 +34,6 @@
 //!
 //! Medians land in `target/criterion/request/<variant>/new/estimates.json`.
 
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::http::Request;
 use axum::routing::get;
@@ -45,45 +43,18 @@ use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::metrics::data::ResourceMetrics;
-use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
-use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tenant_otel::{TenantLayer, TenantRegistry, TenantSpanProcessor};
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
 use tracing::subscriber::DefaultGuard;
 use tracing_subscriber::layer::SubscriberExt;
 
-#[derive(Debug)]
-struct DiscardSpans;
-
-impl SpanExporter for DiscardSpans {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        drop(batch);
-        Ok(())
-    }
-}
-
-#[derive(Debug)]
-struct DiscardMetrics;
-
-impl PushMetricExporter for DiscardMetrics {
-    async fn export(&self, _metrics: &ResourceMetrics) -> OTelSdkResult {
-        Ok(())
-    }
-    fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
-    }
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        Ok(())
-    }
-    fn temporality(&self) -> Temporality {
-        Temporality::Cumulative
-    }
-}
+#[path = "../../support/discard.rs"]
+mod discard;
+use discard::{DiscardMetrics, DiscardSpans};
 
 fn router() -> Router {
     Router::new().route("/hello", get(|| async { "hello" }))
