@@ -47,7 +47,7 @@ struct Latency {
     prev_sum_micros: u64,
 }
 
-/// A point-in-time reading of [`Stats`].
+/// A point-in-time reading of one tenant's requests or queries, from the in-process view.
 #[derive(Debug, Clone, Default, PartialEq)]
 #[cfg_attr(feature = "axum", derive(serde::Serialize))]
 pub struct StatsSnapshot {
