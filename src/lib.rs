@@ -10,8 +10,18 @@
 //!   downstream calls ([`PropagateLayer`]), and on the HTTP server metrics.
 //! - [`TenantRegistry`] keeps the number of tenant labels bounded (`__overflow__` past the cap)
 //!   and holds everything prepared once per tenant, so a request costs one map lookup.
+//!   Tenants that come and go can give their slot back under delta temporality.
+//! - The query API ([`TenantRegistry::start_query`], [`TenantRegistry::track_query`],
+//!   [`TenantRegistry::update_quota_usage`], [`TenantRegistry::register_tenant`]) records the
+//!   `rag.*` instruments of a multi-tenant RAG platform through the same registry.
+//! - The in-process view ([`TenantRegistry::view`]) gives each tenant's counts, success rate and
+//!   latency percentiles beside the platform aggregate, with no collector; `view_router` and
+//!   `prometheus_router` serve it and the metrics over HTTP (features `axum`, `prometheus`).
 //! - [`init`] sets up OTLP export (gRPC or HTTP) from the standard `OTEL_*` variables; with no
 //!   endpoint nothing leaves the process and the in-process view still works.
+//!
+//! The names users see (attribute keys, instruments, Prometheus series) are listed in the
+//! README's telemetry contract.
 //!
 //! ```no_run
 //! use axum::{routing::get, Router};
