@@ -50,10 +50,17 @@ thread_local! {
 
 /// Runs `start` with the processor told to leave the span alone.
 pub(crate) fn starting_server_span<R>(start: impl FnOnce() -> R) -> R {
+    /// Clears the flag however `start` returns, unwinding included: a flag left set would
+    /// keep the tenant off every later span of this thread.
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            STARTING_SERVER_SPAN.with(|flag| flag.set(false));
+        }
+    }
     STARTING_SERVER_SPAN.with(|flag| flag.set(true));
-    let result = start();
-    STARTING_SERVER_SPAN.with(|flag| flag.set(false));
-    result
+    let _reset = Reset;
+    start()
 }
 
 impl SpanProcessor for TenantSpanProcessor {
