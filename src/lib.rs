@@ -59,6 +59,7 @@ mod registry;
 mod semconv;
 mod service;
 mod share;
+mod sla;
 mod source;
 mod span_processor;
 mod stats;

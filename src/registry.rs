@@ -98,6 +98,8 @@ pub(crate) struct Inner {
     _share_gauge: ObservableGauge<f64>,
     /// Kept so the in-flight callbacks live as long as the registry.
     _active: [ObservableUpDownCounter<i64>; 2],
+    /// Kept so the SLA callbacks live as long as the registry.
+    _sla: [ObservableGauge<f64>; 2],
 }
 
 /// Builds a [`TenantRegistry`].
@@ -108,6 +110,7 @@ pub struct TenantRegistryBuilder {
     meter: Option<Meter>,
     window: Duration,
     reclaim_after: Option<Duration>,
+    objectives: crate::sla::Objectives,
 }
 
 impl Default for TenantRegistryBuilder {
@@ -118,6 +121,7 @@ impl Default for TenantRegistryBuilder {
             meter: None,
             window: DEFAULT_WINDOW,
             reclaim_after: None,
+            objectives: crate::sla::Objectives::default(),
         }
     }
 }
@@ -184,6 +188,22 @@ impl TenantRegistryBuilder {
         self
     }
 
+    /// The objective (share of HTTP requests that must succeed) of tenants of `tier`, as
+    /// registered with [`TenantRegistry::register_tenant`], for `tenant.sla.burn_rate` and
+    /// `tenant.sla.error_budget.remaining`. The defaults are those of the Prometheus rules:
+    /// `free` 0.99, `standard` 0.995, `premium` 0.999, and 0.995 for a tenant without a tier.
+    ///
+    /// ```
+    /// let registry = tenant_otel::TenantRegistry::builder()
+    ///     .objective("enterprise", 0.9995)
+    ///     .build();
+    /// # let _ = registry;
+    /// ```
+    pub fn objective(mut self, tier: &str, objective: f64) -> Self {
+        self.objectives.set(tier, objective);
+        self
+    }
+
     /// Builds the registry.
     pub fn build(self) -> TenantRegistry {
         let meter = self
@@ -201,7 +221,26 @@ impl TenantRegistryBuilder {
         };
         // The callback holds the registry weakly: the meter provider outlives it otherwise,
         // and a strong reference would keep every tenant entry alive through the provider.
+        let epoch = Instant::now();
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
+            let weak_sla = weak.clone();
+            let sla_gauges = crate::sla::gauges(
+                &meter,
+                self.objectives.clone(),
+                move || epoch.elapsed().as_secs() / 60,
+                move |report| {
+                    if let Some(inner) = weak_sla.upgrade() {
+                        inner.for_each_entry(|e| {
+                            let tier = e.tier();
+                            report(crate::sla::SlaSource {
+                                tenant: e.key_value(),
+                                tier: tier.as_deref(),
+                                window: &e.sla,
+                            });
+                        });
+                    }
+                },
+            );
             let weak_share = weak.clone();
             let weak_requests = weak.clone();
             let active_requests = crate::active::requests(&meter, move |observe| {
@@ -251,7 +290,7 @@ impl TenantRegistryBuilder {
                 overflowed: AtomicU64::new(0),
                 routes: papaya::HashMap::with_hasher(Hasher::default()),
                 next_route: AtomicU32::new(0),
-                epoch: Instant::now(),
+                epoch,
                 reclaim_after: self.reclaim_after,
                 last_sweep_ms: AtomicU64::new(0),
                 window: self.window,
@@ -260,6 +299,7 @@ impl TenantRegistryBuilder {
                 _info_gauge: info_gauge,
                 _share_gauge: share_gauge,
                 _active: [active_requests, active_queries],
+                _sla: sla_gauges,
             }
         });
         let registry = TenantRegistry { inner };
@@ -589,6 +629,8 @@ pub(crate) struct TenantEntry {
     methods_seen: AtomicU16,
     durations: RwLock<HashMap<SeriesKey, BoundHistogram<f64>, Hasher>>,
     pub(crate) requests: Stats,
+    /// The last hour of request outcomes, for the SLA gauges.
+    pub(crate) sla: crate::sla::SlaWindow,
     pub(crate) queries: Stats,
     /// Bound on the first query, so tenants that only serve HTTP export no `rag.*` series.
     pub(crate) query_series: OnceLock<QuerySeries>,
@@ -648,6 +690,7 @@ impl TenantEntry {
             methods_seen: AtomicU16::new(0),
             durations: RwLock::new(HashMap::with_hasher(Hasher::default())),
             requests: Stats::new(window),
+            sla: crate::sla::SlaWindow::default(),
             queries: Stats::new(window),
             query_series: OnceLock::new(),
             quota: RwLock::new(Vec::new()),
@@ -704,6 +747,15 @@ impl TenantEntry {
         self.state.load(Ordering::Acquire) == RETIRED
     }
 
+    /// The tier given at registration, if any.
+    fn tier(&self) -> Option<String> {
+        self.info
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|i| i.info.tier.clone())
+    }
+
     pub(crate) fn id(&self) -> &TenantId {
         &self.id
     }
@@ -750,6 +802,12 @@ impl TenantEntry {
             outcome.error_type.is_some() || outcome.status.is_some_and(|s| s.is_server_error());
         self.requests
             .finish_at(outcome.duration, failed, outcome.end);
+        let minute = outcome
+            .end
+            .saturating_duration_since(registry.inner.epoch)
+            .as_secs()
+            / 60;
+        self.sla.record(minute, failed);
         self.touch();
 
         let seconds = outcome.duration.as_secs_f64();

@@ -1,9 +1,7 @@
 //! Every instrument the crate emits, checked against the telemetry contract's table: name,
 //! kind, unit and attribute keys as they arrive over OTLP, and the Prometheus names and labels
-//! of the `/metrics` scrape.
-//!
-//! The contract's `tenant.sla.error_budget.remaining` and `tenant.sla.burn_rate` rows are not
-//! emitted yet and are left out here.
+//! of the `/metrics` scrape. The table below is the whole contract: the emitted set must equal
+//! it.
 
 mod otlp_support;
 
@@ -128,6 +126,22 @@ const CONTRACT: &[Row] = &[
         required: &["tenant.id", "tenant.tier", "tenant.region", "tenant.name"],
         optional: &[],
         prometheus: &["tenant_info"],
+    },
+    Row {
+        name: "tenant.sla.error_budget.remaining",
+        kind: Kind::Gauge,
+        unit: "1",
+        required: &["tenant.id", "tenant.tier"],
+        optional: &[],
+        prometheus: &["tenant_sla_error_budget_remaining_ratio"],
+    },
+    Row {
+        name: "tenant.sla.burn_rate",
+        kind: Kind::Gauge,
+        unit: "",
+        required: &["tenant.id", "tenant.tier", "window"],
+        optional: &[],
+        prometheus: &["tenant_sla_burn_rate"],
     },
     Row {
         name: "tenant.resource.share",
@@ -340,6 +354,29 @@ async fn exported_instruments_match_the_contract_table() {
         (busy - 1.0).abs() < 1e-9,
         "busy-time shares add up to 1: {shares:?}"
     );
+    // acme (premium) served one request, with no failure: a full budget and no burn.
+    let acme = [("tenant.id", "acme"), ("tenant.tier", "premium")];
+    assert_eq!(
+        total(&metrics["tenant.sla.error_budget.remaining"], &acme),
+        1.0
+    );
+    let windows: BTreeSet<String> = otlp_support::matching(&metrics["tenant.sla.burn_rate"], &acme)
+        .iter()
+        .map(|p| attrs(p)["window"].clone())
+        .collect();
+    assert_eq!(windows, ["1h", "5m"].map(String::from).into());
+    assert_eq!(total(&metrics["tenant.sla.burn_rate"], &acme), 0.0);
+    // globex's one request failed (500): its budget is spent, and it burns at 1/(1-0.995).
+    let globex = [("tenant.id", "globex"), ("tenant.tier", "unknown")];
+    assert_eq!(
+        total(&metrics["tenant.sla.error_budget.remaining"], &globex),
+        0.0
+    );
+    let burn_5m = total(
+        &metrics["tenant.sla.burn_rate"],
+        &[("tenant.id", "globex"), ("window", "5m")],
+    );
+    assert!((burn_5m - 200.0).abs() < 1e-6, "{burn_5m}");
     let bounds = |name: &str| -> Vec<f64> {
         points(&metrics[name])[0]["explicit_bounds"]
             .as_array()
