@@ -111,6 +111,7 @@ pub struct TelemetryBuilder {
     allowlist: Option<Vec<TenantId>>,
     window: Option<Duration>,
     reclaim_after: Option<Duration>,
+    objectives: Vec<(String, f64)>,
     install_subscriber: bool,
     console_logs: bool,
     set_globals: bool,
@@ -130,6 +131,7 @@ impl Default for TelemetryBuilder {
             allowlist: None,
             window: None,
             reclaim_after: None,
+            objectives: Vec::new(),
             install_subscriber: true,
             console_logs: true,
             set_globals: true,
@@ -205,6 +207,13 @@ impl TelemetryBuilder {
     pub fn reclaim_idle_tenants_after(mut self, idle: Duration) -> Self {
         self.reclaim_after = Some(idle);
         self.temporality = Some(Temporality::Delta);
+        self
+    }
+
+    /// The SLA objective of tenants of `tier` (see
+    /// [`TenantRegistryBuilder::objective`](crate::TenantRegistryBuilder::objective)).
+    pub fn objective(mut self, tier: &str, objective: f64) -> Self {
+        self.objectives.push((tier.to_owned(), objective));
         self
     }
 
@@ -328,6 +337,9 @@ impl TelemetryBuilder {
         }
         if let Some(idle) = self.reclaim_after {
             registry = registry.reclaim_idle_after(idle);
+        }
+        for (tier, objective) in &self.objectives {
+            registry = registry.objective(tier, *objective);
         }
         if let Some(allow) = self.allowlist {
             registry = registry.allowlist(allow);

@@ -331,12 +331,17 @@ impl TenantRegistry {
     /// Looks up (or admits) a validated tenant id.
     pub fn resolve(&self, id: &str) -> Tenant {
         let inner = &*self.inner;
-        if let Some(entry) = inner.tenants.pin().get(id).filter(|e| !e.is_retired()) {
+        if let Some(entry) = inner.tenants.pin().get(id) {
+            // Touch, then look at the state: a sweep retires only after reading the touch time
+            // again, so either it sees this touch and backs off, or this sees the retirement.
             entry.touch();
-            return Tenant {
-                id: entry.id.clone(),
-                entry: Arc::clone(entry),
-            };
+            if !entry.is_retired() {
+                return Tenant {
+                    id: entry.id.clone(),
+                    entry: Arc::clone(entry),
+                };
+            }
+            inner.drop_retired(id);
         }
         if id == UNKNOWN_TENANT {
             return self.unknown();
@@ -373,6 +378,10 @@ impl TenantRegistry {
         // and admit the tenant anew once the retired entry has left the map.
         loop {
             let found = inner.tenants.pin().get(id.as_str()).map(Arc::clone);
+            if found.as_ref().is_some_and(|e| e.is_retired()) {
+                inner.drop_retired(id.as_str());
+                continue;
+            }
             let entry = match found {
                 Some(entry) => entry,
                 None => {
@@ -484,10 +493,14 @@ impl TenantRegistry {
         }
         // Ids come from a counter, never from the map's length: two routes added at once must
         // not share one, or their durations would merge into one series.
-        let id = self.inner.next_route.fetch_add(1, Ordering::Relaxed);
-        if id as usize >= MAX_ROUTES {
-            return None;
-        }
+        // Bounded, so a flood of unknown routes past the cap cannot wrap the counter around.
+        let id = self
+            .inner
+            .next_route
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                ((n as usize) < MAX_ROUTES).then_some(n + 1)
+            })
+            .ok()?;
         let key: Arc<str> = Arc::from(route);
         // Two threads may race to add the same route; both get the one that won (the loser's id
         // is simply never used).
@@ -531,6 +544,13 @@ impl Inner {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// Removes an entry a sweep retired but could not take out, giving its slot back.
+    fn drop_retired(&self, id: &str) {
+        if let Ok(Some(_)) = self.tenants.pin().remove_if(id, |_, e| e.is_retired()) {
+            self.admitted.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
     /// Removes the tenants idle for longer than `reclaim_after`, giving their slots back.
     /// Returns true if any slot was freed.
     fn sweep_idle(&self) -> bool {
@@ -559,7 +579,11 @@ impl Inner {
         let mut freed = false;
         for key in stale {
             // Checked again as it is removed: a request may have arrived meanwhile.
-            if let Ok(Some(_)) = tenants.remove_if(&*key, |_, e| e.retire_if_idle(now, idle_ms)) {
+            // The map may run the check more than once (when it races a resize): a retired entry
+            // must still read as removable the second time.
+            if let Ok(Some(_)) = tenants.remove_if(&*key, |_, e| {
+                e.is_retired() || e.retire_if_idle(now, idle_ms)
+            }) {
                 self.admitted.fetch_sub(1, Ordering::AcqRel);
                 freed = true;
             }
@@ -711,7 +735,9 @@ impl TenantEntry {
     pub(crate) fn touch(&self) {
         if let Some(epoch) = self.clock {
             let now = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-            self.last_seen_ms.store(now, Ordering::Relaxed);
+            // Sequentially consistent with the sweep's state change and second read (see
+            // `retire_if_idle`): one of the two always sees the other.
+            self.last_seen_ms.store(now, Ordering::SeqCst);
         }
     }
 
@@ -725,11 +751,24 @@ impl TenantEntry {
     /// Retires the entry if it is idle and not pinned; the state change is what a concurrent
     /// [`TenantEntry::pin`] races against, so exactly one of them wins.
     fn retire_if_idle(&self, now_ms: u64, idle_ms: u64) -> bool {
-        self.is_idle(now_ms, idle_ms)
-            && self
+        if !self.is_idle(now_ms, idle_ms)
+            || self
                 .state
-                .compare_exchange(LIVE, RETIRED, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
+                .compare_exchange(LIVE, RETIRED, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+        {
+            return false;
+        }
+        // A lookup may have touched the entry between the first read and the state change;
+        // it checks the state after touching, so reading the time again here closes the gap.
+        let seen = self.last_seen_ms.load(Ordering::SeqCst);
+        if now_ms.saturating_sub(seen) < idle_ms {
+            let _ = self
+                .state
+                .compare_exchange(RETIRED, LIVE, Ordering::SeqCst, Ordering::SeqCst);
+            return false;
+        }
+        true
     }
 
     /// Keeps the entry from ever being reclaimed; false if a sweep retired it first.
@@ -744,7 +783,7 @@ impl TenantEntry {
     }
 
     fn is_retired(&self) -> bool {
-        self.state.load(Ordering::Acquire) == RETIRED
+        self.state.load(Ordering::SeqCst) == RETIRED
     }
 
     /// The tier given at registration, if any.
@@ -807,7 +846,9 @@ impl TenantEntry {
             .saturating_duration_since(registry.inner.epoch)
             .as_secs()
             / 60;
-        self.sla.record(minute, failed);
+        // The client's own cancellation spends no error budget.
+        let server_failed = failed && outcome.error_type != Some(semconv::ERROR_CANCELLED);
+        self.sla.record(minute, server_failed);
         self.touch();
 
         let seconds = outcome.duration.as_secs_f64();
@@ -955,6 +996,45 @@ mod tests {
             assert_eq!(registry.route_id("/a"), Some(ids[0]));
             assert_eq!(registry.route_id("/b"), Some(ids[1]));
         }
+    }
+
+    #[test]
+    fn a_retired_entry_left_in_the_map_is_cleared_not_spun_on() {
+        let registry = TenantRegistry::builder()
+            .max_tenants(1)
+            .reclaim_idle_after(Duration::from_secs(3600))
+            .build();
+        assert_eq!(registry.resolve("a").metric_label(), "a");
+        // As after a sweep whose removal lost a race with a resize of the map.
+        let retire = |registry: &TenantRegistry| {
+            let entry = registry.entry_for_label("a").unwrap();
+            entry.state.store(RETIRED, Ordering::SeqCst);
+            entry
+        };
+        let old = retire(&registry);
+        let again = registry.resolve("a");
+        assert_eq!(again.metric_label(), "a", "admitted afresh within the cap");
+        assert!(!Arc::ptr_eq(again.entry(), &old));
+        assert_eq!(registry.len(), 1);
+        retire(&registry);
+        assert!(registry.register(TenantId::parse("a").unwrap()));
+        assert_eq!(registry.len(), 1);
+    }
+
+    #[test]
+    fn the_route_table_stops_at_its_bound() {
+        let registry = TenantRegistry::builder().build();
+        for i in 0..MAX_ROUTES {
+            assert_eq!(registry.route_id(&format!("/r{i}")), Some(i as u32));
+        }
+        for _ in 0..10_000 {
+            assert_eq!(registry.route_id("/one-too-many"), None);
+        }
+        assert_eq!(
+            registry.inner.next_route.load(Ordering::Relaxed) as usize,
+            MAX_ROUTES
+        );
+        assert_eq!(registry.route_id("/r7"), Some(7));
     }
 
     #[test]

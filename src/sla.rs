@@ -1,10 +1,11 @@
 //! Per-tenant SLA: error-budget burn rates and the budget left, from the outcomes of the last
 //! hour, observed as `tenant.sla.burn_rate` and `tenant.sla.error_budget.remaining`.
 //!
-//! The SLI is the HTTP requests that ended in failure (5xx, a failed inner service, a gRPC
-//! server error, a client gone before the end of the body) over all HTTP requests, the same as
-//! the Prometheus rules in `collector-config/`. Those rules compute the long windows (6 h to 3 d)
-//! from the exported counters; these gauges give the short ones in process, collector or not.
+//! The SLI is the HTTP requests that failed on the server's side (5xx, a failed inner service, a
+//! gRPC server error) over all HTTP requests. A client that goes away before the end of the body
+//! spends no budget: that was its choice. The Prometheus rules in `collector-config/` compute the
+//! long windows (6 h to 3 d) from the exported counters, where the SLI is the 5xx responses: a
+//! gRPC error or a failed inner service has no 5xx status, so only these gauges count them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -72,8 +73,14 @@ struct Bucket {
     /// The minute (since the registry's epoch) counted here, plus one: 0 marks a bucket never
     /// used.
     minute: AtomicU64,
-    total: AtomicU64,
-    errors: AtomicU64,
+    /// Requests in the low 32 bits, failures in the high 32: one word, so a reader (or a reset
+    /// racing a writer) never sees more failures than requests.
+    counts: AtomicU64,
+}
+
+/// One request, failed or not, as it is added to [`Bucket::counts`].
+fn packed(error: bool) -> u64 {
+    1 | (u64::from(error) << 32)
 }
 
 impl Default for SlaWindow {
@@ -95,16 +102,13 @@ impl SlaWindow {
                 .compare_exchange(held, tag, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
         {
-            // The first request of a new minute clears what the bucket held an hour ago. A
-            // request of the same minute on another thread may land just before the clear and
-            // be lost: the figures are approximate at minute boundaries, never unbounded.
-            bucket.total.store(0, Ordering::Relaxed);
-            bucket.errors.store(0, Ordering::Relaxed);
+            // The first request of a new minute replaces what the bucket held an hour ago with
+            // itself. A request of the same minute on another thread may land just before and
+            // be lost: the figures are approximate at minute boundaries, never inconsistent.
+            bucket.counts.store(packed(error), Ordering::Relaxed);
+            return;
         }
-        bucket.total.fetch_add(1, Ordering::Relaxed);
-        if error {
-            bucket.errors.fetch_add(1, Ordering::Relaxed);
-        }
+        bucket.counts.fetch_add(packed(error), Ordering::Relaxed);
     }
 
     /// Requests and failures over the last `minutes` minutes up to `now` (the current minute
@@ -118,10 +122,8 @@ impl SlaWindow {
                 tag != 0 && (oldest..=now).contains(&(tag - 1))
             })
             .fold((0, 0), |(t, e), b| {
-                (
-                    t + b.total.load(Ordering::Relaxed),
-                    e + b.errors.load(Ordering::Relaxed),
-                )
+                let counts = b.counts.load(Ordering::Relaxed);
+                (t + (counts & u64::from(u32::MAX)), e + (counts >> 32))
             })
     }
 }
