@@ -126,10 +126,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             s.p99_ms
         );
     }
-    println!(
-        "  ... and {} more tenants like the last one",
-        view.tenants.len().saturating_sub(5)
-    );
+    let more = view.tenants.len().saturating_sub(5);
+    if more > 0 {
+        println!("  ... and {more} more tenants like the last one");
+    }
     println!();
     println!(
         "The average hides `finance`: every span, log and metric above carries tenant.id, so a \
