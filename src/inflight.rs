@@ -7,7 +7,8 @@ use http::StatusCode;
 use opentelemetry::trace::{Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
 
-use crate::registry::{Outcome, TenantRegistry};
+use crate::entry::Outcome;
+use crate::registry::TenantRegistry;
 use crate::semconv;
 use crate::tenant::Tenant;
 

@@ -44,6 +44,7 @@ mod active;
 mod body;
 mod client;
 mod context;
+mod entry;
 #[cfg(feature = "axum")]
 mod extract;
 mod future;

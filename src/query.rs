@@ -25,8 +25,9 @@ use opentelemetry::metrics::{
 };
 use opentelemetry::{Key, KeyValue};
 
+use crate::entry::TenantEntry;
 use crate::metrics::{names, QUERY_DURATION_BUCKETS};
-use crate::registry::{TenantEntry, TenantRegistry};
+use crate::registry::TenantRegistry;
 use crate::semconv;
 use crate::tenant::{self, InvalidTenantId, Tenant, TenantId, OVERFLOW_TENANT, UNKNOWN_TENANT};
 

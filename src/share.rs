@@ -4,8 +4,8 @@
 use opentelemetry::metrics::{AsyncInstrument, Meter, ObservableGauge};
 use opentelemetry::{Key, KeyValue};
 
+use crate::entry::TenantEntry;
 use crate::metrics::names;
-use crate::registry::TenantEntry;
 
 const RESOURCE: Key = Key::from_static_str("resource");
 

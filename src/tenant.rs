@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use opentelemetry::{Key, KeyValue, StringValue, Value};
 
-use crate::registry::TenantEntry;
+use crate::entry::TenantEntry;
 
 /// The attribute key that carries the tenant on spans, metrics, log records and baggage.
 pub const TENANT_ID_KEY: &str = "tenant.id";

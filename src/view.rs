@@ -4,8 +4,9 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
+use crate::entry::TenantEntry;
 use crate::query::TenantInfo;
-use crate::registry::{TenantEntry, TenantRegistry};
+use crate::registry::TenantRegistry;
 use crate::stats::StatsSnapshot;
 
 /// Every tenant beside the platform aggregate, from [`TenantRegistry::view`].
