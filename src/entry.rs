@@ -22,6 +22,8 @@ use crate::tenant::TenantId;
 /// recording, which the SDK's own limit then bounds.
 const MAX_SERIES_PER_TENANT: usize = 512;
 
+// An entry's life under idle reclaim: live, pinned by registration (never reclaimed), or
+// retired by a sweep (lookups that still find it treat it as gone).
 pub(crate) const LIVE: u8 = 0;
 pub(crate) const PINNED: u8 = 1;
 pub(crate) const RETIRED: u8 = 2;
