@@ -93,3 +93,8 @@ pub use tenant::{
 #[cfg(feature = "axum")]
 pub use view::view_router;
 pub use view::{Aggregate, PlatformSummary, PlatformView, TenantView};
+
+// The README's Rust examples are compiled and run as doc tests, so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
