@@ -85,6 +85,9 @@ enum ErrorKind {
 pub(crate) struct Outcome<'a> {
     pub(crate) method: usize,
     pub(crate) route: Option<&'a str>,
+    /// The route's id in the registry's table, looked up once when the request came in; `None`
+    /// with a route means the table was full.
+    pub(crate) route_id: Option<u32>,
     pub(crate) status: Option<http::StatusCode>,
     /// `cancelled`, or the inner service's error type; `None` lets a 5xx status speak for itself.
     pub(crate) error_type: Option<&'static str>,
@@ -247,11 +250,10 @@ impl TenantEntry {
         self.touch();
 
         let seconds = outcome.duration.as_secs_f64();
-        let route = outcome.route.map(|r| (r, registry.route_id(r)));
         // A known route that could not get an id would merge with route-less series; record it
         // unbound instead, under its real attributes.
-        let key = match route {
-            Some((_, None)) => None,
+        let key = match (outcome.route, outcome.route_id) {
+            (Some(_), None) => None,
             _ => Some(SeriesKey {
                 method: outcome.method as u8,
                 status: outcome.status.map_or(0, |s| s.as_u16()),
@@ -260,7 +262,7 @@ impl TenantEntry {
                     (None, Some(s)) if s.is_server_error() => ErrorKind::Status,
                     (None, _) => ErrorKind::None,
                 },
-                route: route.and_then(|(_, id)| id),
+                route: outcome.route_id,
             }),
         };
         let Some(key) = key else {

@@ -13,9 +13,10 @@ use crate::semconv;
 use crate::tenant::Tenant;
 
 /// The matched route template, kept as the router gave it (a reference-counted string in axum),
-/// so carrying it to the end of the body costs no copy.
+/// so carrying it to the end of the body costs no copy, with its id in the registry's route
+/// table (`None` once the table is full).
 #[derive(Clone)]
-pub(crate) struct Route(RouteInner);
+pub(crate) struct Route(RouteInner, Option<u32>);
 
 #[derive(Clone)]
 enum RouteInner {
@@ -31,10 +32,18 @@ impl Route {
     pub(crate) fn of<B>(req: &http::Request<B>) -> Option<Route> {
         #[cfg(feature = "axum")]
         if let Some(path) = req.extensions().get::<axum::extract::MatchedPath>() {
-            return Some(Route(RouteInner::Axum(path.clone())));
+            return Some(Route(RouteInner::Axum(path.clone()), None));
         }
         let _ = req;
         None
+    }
+
+    pub(crate) fn with_id(self, id: Option<u32>) -> Route {
+        Route(self.0, id)
+    }
+
+    fn id(&self) -> Option<u32> {
+        self.1
     }
 }
 
@@ -162,6 +171,7 @@ impl InFlight {
             &Outcome {
                 method: self.method,
                 route: self.route.as_deref(),
+                route_id: self.route.as_ref().and_then(Route::id),
                 status: self.status,
                 error_type,
                 duration,

@@ -463,6 +463,7 @@ impl TenantRegistry {
             &Outcome {
                 method,
                 route: Some(route),
+                route_id: self.route_id(route),
                 status: http::StatusCode::from_u16(status).ok(),
                 error_type: None,
                 duration,

@@ -129,6 +129,8 @@ where
 
         let method = semconv::method_index(req.method());
         let route = Route::of(&req);
+        // One lookup serves the span's shared `http.route` string and the metrics' series key.
+        let known_route = route.as_deref().and_then(|r| config.registry.route(r));
         let handler_cx = handler_context(config, &parent, inbound, &tenant);
         let cx = if config.tracer.is_disabled() {
             handler_cx
@@ -137,7 +139,9 @@ where
                 config,
                 &req,
                 method,
-                route.as_deref(),
+                route
+                    .as_deref()
+                    .map(|r| (r, known_route.as_ref().map(|(_, shared)| shared))),
                 &tenant,
                 inbound,
                 source_is_baggage,
@@ -151,7 +155,7 @@ where
             tenant.clone(),
             config.registry.clone(),
             method,
-            route,
+            route.map(|r| r.with_id(known_route.map(|(id, _)| id))),
             start,
             is_grpc(&req),
         );
@@ -192,7 +196,7 @@ fn server_span<B>(
     config: &Config,
     req: &Request<B>,
     method: usize,
-    route: Option<&str>,
+    route: Option<(&str, Option<&Arc<str>>)>,
     tenant: &Tenant,
     inbound: &Baggage,
     source_is_baggage: bool,
@@ -222,9 +226,9 @@ fn server_span<B>(
     if let Some(version) = semconv::protocol_version(req.version()) {
         attributes.push(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, version));
     }
-    if let Some(route) = route {
-        let value = match config.registry.route(route) {
-            Some((_, shared)) => StringValue::from(shared),
+    if let Some((route, shared)) = route {
+        let value = match shared {
+            Some(shared) => StringValue::from(Arc::clone(shared)),
             None => StringValue::from(route.to_owned()),
         };
         attributes.push(KeyValue::new(semconv::HTTP_ROUTE, value));
@@ -248,7 +252,7 @@ fn server_span<B>(
         semconv::method_name(method)
     };
     let name: Cow<'static, str> = match route {
-        Some(route) => format!("{verb} {route}").into(),
+        Some((route, _)) => format!("{verb} {route}").into(),
         None => verb.into(),
     };
     SpanBuilder::from_name(name)

@@ -54,6 +54,17 @@ fn set(ids: &[&str]) -> BTreeSet<String> {
     ids.iter().map(|s| s.to_string()).collect()
 }
 
+/// The tenants that have their own label, sorted.
+fn labels(registry: &TenantRegistry) -> Vec<String> {
+    let mut labels: Vec<_> = registry
+        .tenants()
+        .iter()
+        .map(|t| t.id().to_string())
+        .collect();
+    labels.sort();
+    labels
+}
+
 fn request(registry: &TenantRegistry, id: &str) -> String {
     registry.__bench_request(id, "/r", 200, Duration::from_millis(5));
     registry.resolve(id).metric_label().to_owned()
@@ -89,13 +100,7 @@ fn idle_tenants_give_their_slot_back_under_delta_temporality() {
     std::thread::sleep(Duration::from_millis(1200));
     // `a` went quiet: `c` takes its slot. `b` is busy and `pinned` registered: both stay.
     assert_eq!(request(&registry, "c"), "c");
-    let mut labels: Vec<_> = registry
-        .tenants()
-        .iter()
-        .map(|t| t.id().to_string())
-        .collect();
-    labels.sort();
-    assert_eq!(labels, ["b", "c", "pinned"]);
+    assert_eq!(labels(&registry), ["b", "c", "pinned"]);
     drop(busy_query);
 
     // Delta: the last collection holds only what was recorded since the one before, and `a`'s
@@ -113,13 +118,7 @@ fn idle_tenants_give_their_slot_back_under_delta_temporality() {
         "__overflow__",
         "the cap still holds"
     );
-    let mut labels: Vec<_> = registry
-        .tenants()
-        .iter()
-        .map(|t| t.id().to_string())
-        .collect();
-    labels.sort();
-    assert_eq!(labels, ["d", "e", "pinned"]);
+    assert_eq!(labels(&registry), ["d", "e", "pinned"]);
 }
 
 #[test]
