@@ -38,6 +38,7 @@ fn setup(tenants: usize) -> Setup {
         registry.__bench_request(id, "/v1/query", 200, Duration::from_micros(800));
         registry
             .start_query(id.as_str())
+            .unwrap()
             .end(QueryOutcome::success());
     }
     Setup {
@@ -54,6 +55,7 @@ fn http_request(registry: &TenantRegistry, id: &str) {
 fn query(registry: &TenantRegistry, id: &str) {
     registry
         .start_query(black_box(id))
+        .unwrap()
         .end(QueryOutcome::success().docs_retrieved(4).llm_tokens(250));
 }
 

@@ -17,11 +17,36 @@
 //! - The in-process view ([`TenantRegistry::view`]) gives each tenant's counts, success rate and
 //!   latency percentiles beside the platform aggregate, with no collector; `view_router` and
 //!   `prometheus_router` serve it and the metrics over HTTP (features `axum`, `prometheus`).
-//! - [`init`] sets up OTLP export (gRPC or HTTP) from the standard `OTEL_*` variables; with no
+//! - [`init()`](fn@init) sets up OTLP export (gRPC or HTTP) from the standard `OTEL_*` variables; with no
 //!   endpoint nothing leaves the process and the in-process view still works.
 //!
+//! # How a request flows through the crate
+//!
+//! Each module uses only the ones above it in this picture, never one below:
+//!
+//! ```text
+//!  request ──▶ tenant          the id, its rules, where it comes from (header, baggage, ...)
+//!                │
+//!                ├─▶ classify     did it fail, and whose fault was it (HTTP and gRPC)
+//!                ├─▶ stats        windows, percentiles, SLA buckets, shares: plain arithmetic
+//!                ├─▶ instruments  contract names, keys, the OpenTelemetry instruments
+//!                ├─▶ propagation  tenant onto child spans, log records, outgoing calls (W3C)
+//!                ▼
+//!             registry         one lookup: id ─▶ everything prepared for that tenant (capped)
+//!                │
+//!       ┌────────┴────────┐
+//!       ▼                 ▼
+//!     layer             query        the server span and metrics / the rag.* query API
+//!       └────────┬────────┘
+//!                ▼
+//!              view            per-tenant view beside the platform aggregate; JSON, /metrics
+//!                │
+//!                ▼
+//!              init            providers, exporters, subscriber: the `Telemetry` guard
+//! ```
+//!
 //! The names users see (attribute keys, instruments, Prometheus series) are listed in the
-//! README's telemetry contract.
+//! README's telemetry contract and in [`instruments::names`].
 //!
 //! ```no_run
 //! use axum::{routing::get, Router};
@@ -34,65 +59,56 @@
 //!         .layer(telemetry.layer());
 //!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //!     axum::serve(listener, app).await?;
+//!     telemetry.shutdown()?;
 //!     Ok(())
 //! }
 //! ```
-#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    unreachable_pub,
+    missing_debug_implementations,
+    rust_2018_idioms
+)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod active;
-mod body;
-mod client;
-mod context;
-mod entry;
-#[cfg(feature = "axum")]
-mod extract;
-mod future;
-mod inflight;
-mod init;
-mod layer;
-mod log_processor;
-pub mod metrics;
-#[cfg(feature = "prometheus")]
-mod prometheus;
-mod query;
-mod registry;
-mod semconv;
-mod service;
-mod share;
-mod sla;
-mod source;
-mod span_processor;
+mod classify;
+pub mod init;
+pub mod instruments;
+pub mod layer;
+pub mod propagation;
+pub mod query;
+pub mod registry;
 mod stats;
-mod tenant;
-mod view;
+pub mod tenant;
+pub mod view;
 
-pub use body::TenantBody;
-pub use client::{PropagateLayer, PropagateService};
-pub use context::{current_tenant, tenant_of};
-pub use future::ResponseFuture;
-pub use init::{init, InitError, Protocol, Telemetry, TelemetryBuilder};
-pub use layer::{MissingTenant, TenantLayer, TenantLayerBuilder};
-pub use log_processor::TenantLogProcessor;
-#[cfg(feature = "prometheus")]
-pub use prometheus::{prometheus_response, prometheus_router};
+pub use init::{init, InitError, Protocol, ShutdownError, Signal, Telemetry, TelemetryBuilder};
+pub use layer::{
+    MissingTenant, ResponseFuture, TenantBody, TenantLayer, TenantLayerBuilder, TenantService,
+};
+pub use propagation::{PropagateLayer, PropagateService, TenantLogProcessor, TenantSpanProcessor};
 pub use query::{
     InvalidQueryStatus, QueryGuard, QueryOutcome, QueryStatus, QueryTenant, QuotaError,
-    RegisterError, TenantInfo, MAX_QUOTA_RESOURCES, MAX_RESOURCE_TYPE_LEN, MAX_TENANT_LABEL_LEN,
-    MAX_TENANT_NAME_LEN,
+    MAX_RESOURCE_TYPE_LEN,
 };
-pub use registry::{TenantRegistry, TenantRegistryBuilder, DEFAULT_MAX_TENANTS, DEFAULT_WINDOW};
-pub use service::TenantService;
-pub use source::{RequestHead, TenantSource};
-pub use span_processor::TenantSpanProcessor;
-pub use stats::{StatsSnapshot, WindowSnapshot};
+pub use registry::{
+    RegisterError, Tenant, TenantRegistry, TenantRegistryBuilder, DEFAULT_MAX_TENANTS,
+    DEFAULT_WINDOW, MAX_QUOTA_RESOURCES,
+};
+pub use stats::{InvalidObjective, Objective};
 pub use tenant::{
-    InvalidTenantId, Tenant, TenantId, MAX_TENANT_ID_LEN, OVERFLOW_TENANT, TENANT_ID_KEY,
+    current_tenant, tenant_of, InvalidTenantId, RequestHead, TenantId, TenantInfo, TenantSource,
+    MAX_TENANT_ID_LEN, MAX_TENANT_LABEL_LEN, MAX_TENANT_NAME_LEN, OVERFLOW_TENANT, TENANT_ID_KEY,
     UNKNOWN_TENANT,
 };
 #[cfg(feature = "axum")]
 pub use view::view_router;
-pub use view::{Aggregate, PlatformSummary, PlatformView, TenantView};
+#[cfg(feature = "prometheus")]
+pub use view::{prometheus_response, prometheus_router};
+pub use view::{
+    Aggregate, PlatformSummary, PlatformView, StatsSnapshot, TenantView, WindowSnapshot,
+};
 
 // The README's Rust examples are compiled and run as doc tests, so they stay true.
 #[cfg(doctest)]

@@ -13,7 +13,7 @@ use axum::Router;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use otlp_support::{attrs, keys, kind, pipeline, points, total, Metric};
-use tenant_otel::metrics::{DURATION_BUCKETS, QUERY_DURATION_BUCKETS};
+use tenant_otel::instruments::{DURATION_BUCKETS, QUERY_DURATION_BUCKETS};
 use tenant_otel::{QueryOutcome, Tenant, TenantInfo, TenantRegistry};
 use tower::ServiceExt;
 
@@ -184,6 +184,7 @@ fn app(registry: TenantRegistry) -> Router {
             get(move |tenant: Tenant| async move {
                 queries
                     .start_query(&tenant)
+                    .unwrap()
                     .end(QueryOutcome::success().docs_retrieved(4).llm_tokens(250));
                 "answer"
             }),
@@ -192,7 +193,7 @@ fn app(registry: TenantRegistry) -> Router {
             "/broken",
             get(move |tenant: Tenant| async move {
                 // Abandoned without `end`: recorded as a cancelled query.
-                let _query = failing.start_query(&tenant);
+                let _query = failing.start_query(&tenant).unwrap();
                 StatusCode::INTERNAL_SERVER_ERROR
             }),
         )
@@ -233,7 +234,7 @@ async fn exported_instruments_match_the_contract_table() {
     assert_eq!(send(&app, "initech", "/ask/x").await, StatusCode::OK);
     registry.update_quota_usage("acme", "tokens", 42.5).unwrap();
     // In flight while the metrics are read: all of the in-flight work is acme's.
-    let inflight = registry.start_query("acme");
+    let inflight = registry.start_query("acme").unwrap();
 
     // The Prometheus scrape of the same providers.
     let scrape = tenant_otel::prometheus_router(p.telemetry.prometheus_registry().clone())

@@ -7,7 +7,7 @@ use axum::routing::get;
 use axum::Router;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use tenant_otel::{Protocol, Telemetry};
+use tenant_otel::{InitError, Protocol, Signal, Telemetry};
 use tower::ServiceExt;
 
 /// A port nothing listens on.
@@ -107,5 +107,19 @@ async fn a_bad_endpoint_is_an_error_not_a_panic() {
         .without_globals()
         .init();
     let err = result.expect_err("an endpoint that is not a URI");
-    assert!(err.to_string().contains("span exporter"), "{err}");
+    assert!(
+        matches!(
+            err,
+            InitError::Exporter {
+                signal: Signal::Traces,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("traces exporter"), "{err}");
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "the exporter's own reason is kept"
+    );
 }

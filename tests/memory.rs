@@ -37,6 +37,7 @@ fn resident_memory_per_tenant() {
         }
         registry
             .start_query(id.as_str())
+            .unwrap()
             .end(QueryOutcome::success().docs_retrieved(3).llm_tokens(100));
     }
     let after = rss_kib();

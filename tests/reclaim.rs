@@ -4,13 +4,18 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use axum::body::Bytes;
+use futures_util::FutureExt;
+use http_body_util::Empty;
 use opentelemetry::Value;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
 use opentelemetry_sdk::metrics::{
     InMemoryMetricExporter, InMemoryMetricExporterBuilder, PeriodicReader, SdkMeterProvider,
     Temporality,
 };
-use tenant_otel::{TenantInfo, TenantRegistry};
+use std::convert::Infallible;
+use tenant_otel::{Tenant, TenantInfo, TenantLayer, TenantRegistry};
+use tower::{service_fn, Layer, ServiceExt};
 
 /// The `tenant.id` of a data point.
 fn tenant<'a>(mut attrs: impl Iterator<Item = &'a opentelemetry::KeyValue>) -> Option<String> {
@@ -65,9 +70,27 @@ fn labels(registry: &TenantRegistry) -> Vec<String> {
     labels
 }
 
+/// One request through the layer; returns the metric label it was recorded under.
 fn request(registry: &TenantRegistry, id: &str) -> String {
-    registry.__bench_request(id, "/r", 200, Duration::from_millis(5));
-    registry.resolve(id).metric_label().to_owned()
+    let service = TenantLayer::builder()
+        .registry(registry.clone())
+        .without_spans()
+        .build()
+        .layer(service_fn(|req: http::Request<()>| async move {
+            let label = req.extensions().get::<Tenant>().unwrap().metric_label();
+            let res = http::Response::builder()
+                .header("x-label", label)
+                // An empty body: the request is recorded as the response head goes out.
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            Ok::<_, Infallible>(res)
+        }));
+    let req = http::Request::builder()
+        .header("x-tenant-id", id)
+        .body(())
+        .unwrap();
+    let res = service.oneshot(req).now_or_never().unwrap().unwrap();
+    res.headers()["x-label"].to_str().unwrap().to_owned()
 }
 
 #[test]
@@ -91,7 +114,7 @@ fn idle_tenants_give_their_slot_back_under_delta_temporality() {
     assert_eq!(request(&registry, "a"), "a");
     assert_eq!(request(&registry, "b"), "b");
     // `busy` has a query in flight through the quiet period.
-    let busy_query = registry.start_query("b");
+    let busy_query = registry.start_query("b").unwrap();
     assert_eq!(request(&registry, "c"), "__overflow__", "cap reached");
     let (durations, active) = exported_tenants(&provider, &exporter);
     assert_eq!(durations, set(&["__overflow__", "a", "b", "pinned"]));
@@ -111,8 +134,8 @@ fn idle_tenants_give_their_slot_back_under_delta_temporality() {
     assert_eq!(active, set(&["__overflow__", "b", "c", "pinned"]));
     // A tenant coming back later is admitted again; one sweep frees every idle slot at once.
     std::thread::sleep(Duration::from_millis(1200));
-    registry.resolve("d");
-    registry.resolve("e");
+    registry.resolve("d").unwrap();
+    registry.resolve("e").unwrap();
     assert_eq!(
         request(&registry, "a"),
         "__overflow__",

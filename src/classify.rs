@@ -1,0 +1,143 @@
+//! Whether a request failed, and whose fault it was: decided once, for HTTP and gRPC, and read
+//! by the span, the metrics, the in-process view and the SLA alike.
+//!
+//! The rules, from the OpenTelemetry HTTP and RPC semantic conventions for server spans:
+//! - a 5xx status is the server's failure; a 4xx is the client's and no failure of the server;
+//! - a gRPC call fails with HTTP 200 and says so in `grpc-status`; the codes the server is to
+//!   blame for (`UNKNOWN`, `DEADLINE_EXCEEDED`, `UNIMPLEMENTED`, `INTERNAL`, `UNAVAILABLE`,
+//!   `DATA_LOSS`) are failures named by the code;
+//! - an inner service or a response body that fails is a failure named by its error type;
+//! - a client that goes away before the end of the body is `cancelled`: a failure of the
+//!   request, but one that spends no error budget, since the client chose it.
+
+use std::borrow::Cow;
+
+use http::StatusCode;
+
+/// `error.type` when the client went away before the response body ended.
+pub(crate) const CANCELLED: &str = "cancelled";
+
+/// How a request ended, as far as the transport can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    /// The response ran to its end.
+    Completed,
+    /// The inner service or the body failed with an error of this type.
+    Error(&'static str),
+    /// Dropped before the end: the client went away, or the server shut down.
+    Cancelled,
+}
+
+/// The verdict on a finished request. Small and `Copy`: it is part of the key a request's
+/// duration series is found by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Failure {
+    /// Not a failure of the server (a 4xx included).
+    None,
+    /// A 5xx response: `error.type` is the status code.
+    ServerStatus,
+    /// Named by a gRPC status or an error's type name: static, so the set is finite.
+    Named(&'static str),
+    /// The client went away.
+    Cancelled,
+}
+
+impl Failure {
+    /// The one decision. The way a request ended speaks first, then a gRPC status the server is
+    /// to blame for, then the HTTP status.
+    pub(crate) fn classify(status: Option<StatusCode>, grpc_status: Option<u8>, end: End) -> Self {
+        match end {
+            End::Error(name) => return Failure::Named(name),
+            End::Cancelled => return Failure::Cancelled,
+            End::Completed => {}
+        }
+        if let Some(name) = grpc_status.and_then(grpc_server_error) {
+            return Failure::Named(name);
+        }
+        if status.is_some_and(|s| s.is_server_error()) {
+            return Failure::ServerStatus;
+        }
+        Failure::None
+    }
+
+    /// True for every failure: what the span's error status and the view's error count say.
+    pub(crate) fn is_failure(self) -> bool {
+        self != Failure::None
+    }
+
+    /// True when the server is to blame: what the SLA's error budget counts.
+    pub(crate) fn spends_budget(self) -> bool {
+        matches!(self, Failure::ServerStatus | Failure::Named(_))
+    }
+
+    /// The `error.type` attribute, if any.
+    pub(crate) fn error_type(self, status: Option<StatusCode>) -> Option<Cow<'static, str>> {
+        match self {
+            Failure::None => None,
+            Failure::ServerStatus => status.map(|s| Cow::Owned(s.as_str().to_owned())),
+            Failure::Named(name) => Some(Cow::Borrowed(name)),
+            Failure::Cancelled => Some(Cow::Borrowed(CANCELLED)),
+        }
+    }
+}
+
+/// The name of a gRPC status code that is the server's failure; `None` for success and for the
+/// caller's errors.
+fn grpc_server_error(code: u8) -> Option<&'static str> {
+    Some(match code {
+        2 => "UNKNOWN",
+        4 => "DEADLINE_EXCEEDED",
+        12 => "UNIMPLEMENTED",
+        13 => "INTERNAL",
+        14 => "UNAVAILABLE",
+        15 => "DATA_LOSS",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: Option<StatusCode> = Some(StatusCode::OK);
+
+    #[test]
+    fn http_statuses() {
+        let c = |s: u16| Failure::classify(StatusCode::from_u16(s).ok(), None, End::Completed);
+        assert_eq!(c(200), Failure::None);
+        assert_eq!(c(404), Failure::None, "4xx is the client's");
+        assert_eq!(c(503), Failure::ServerStatus);
+        assert_eq!(
+            c(503).error_type(Some(StatusCode::SERVICE_UNAVAILABLE)),
+            Some("503".into())
+        );
+    }
+
+    #[test]
+    fn grpc_statuses_only_count_server_codes() {
+        assert_eq!(
+            Failure::classify(OK, Some(13), End::Completed),
+            Failure::Named("INTERNAL")
+        );
+        assert_eq!(
+            Failure::classify(OK, Some(3), End::Completed),
+            Failure::None
+        );
+        assert_eq!(
+            Failure::classify(OK, Some(0), End::Completed),
+            Failure::None
+        );
+    }
+
+    #[test]
+    fn cancellation_fails_the_request_but_spends_no_budget() {
+        let f = Failure::classify(OK, Some(13), End::Cancelled);
+        assert_eq!(f, Failure::Cancelled);
+        assert!(f.is_failure());
+        assert!(!f.spends_budget());
+        assert_eq!(f.error_type(OK), Some(CANCELLED.into()));
+        let inner = Failure::classify(None, None, End::Error("io::Error"));
+        assert!(inner.spends_budget());
+        assert_eq!(inner.error_type(None), Some("io::Error".into()));
+    }
+}

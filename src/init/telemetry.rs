@@ -1,0 +1,188 @@
+//! [`Telemetry`]: what [`init`](fn@crate::init) sets up, the layer and registry wired to it, and
+//! the shutdown that flushes it all.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::logs::SdkLoggerProvider;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::{EnvFilter, Layer as _};
+
+use super::builder::TelemetryBuilder;
+use super::error::{ShutdownError, Signal};
+use super::export::ExportRuntime;
+use crate::instruments::scope;
+use crate::layer::{TenantLayer, TenantLayerBuilder};
+use crate::registry::TenantRegistry;
+
+/// How long shutdown waits by default for pending telemetry to be delivered.
+pub(super) const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The providers, the tenant registry and the subscriber set up by [`init`](fn@crate::init). Dropping it, or
+/// [`shutdown`](Self::shutdown), flushes everything pending.
+pub struct Telemetry {
+    pub(super) tracer_provider: SdkTracerProvider,
+    pub(super) meter_provider: SdkMeterProvider,
+    pub(super) logger_provider: SdkLoggerProvider,
+    pub(super) registry: TenantRegistry,
+    pub(super) exporting: bool,
+    /// Let go once everything is flushed.
+    pub(super) export_runtime: Mutex<ExportRuntime>,
+    pub(super) shutdown_timeout: Duration,
+    #[cfg(feature = "prometheus")]
+    pub(super) prometheus: prometheus::Registry,
+    pub(super) shut_down: AtomicBool,
+}
+
+impl Telemetry {
+    /// A builder to change the defaults.
+    pub fn builder() -> TelemetryBuilder {
+        TelemetryBuilder::default()
+    }
+
+    /// A [`TenantLayer`] wired to these providers and this registry, with the layer's defaults.
+    pub fn layer(&self) -> TenantLayer {
+        self.layer_builder().build()
+    }
+
+    /// A [`TenantLayerBuilder`] wired to these providers and this registry, to change the
+    /// tenant sources or the policy.
+    pub fn layer_builder(&self) -> TenantLayerBuilder {
+        TenantLayer::builder()
+            .tracer_provider(&self.tracer_provider)
+            .registry(self.registry.clone())
+    }
+
+    /// The tenant registry: cap, in-process statistics, the query API's home.
+    pub fn registry(&self) -> &TenantRegistry {
+        &self.registry
+    }
+
+    /// The tracer provider.
+    pub fn tracer_provider(&self) -> &SdkTracerProvider {
+        &self.tracer_provider
+    }
+
+    /// The meter provider.
+    pub fn meter_provider(&self) -> &SdkMeterProvider {
+        &self.meter_provider
+    }
+
+    /// The logger provider.
+    pub fn logger_provider(&self) -> &SdkLoggerProvider {
+        &self.logger_provider
+    }
+
+    /// True when an OTLP endpoint is configured.
+    pub fn is_exporting(&self) -> bool {
+        self.exporting
+    }
+
+    /// The Prometheus registry behind the `/metrics` endpoint.
+    #[cfg(feature = "prometheus")]
+    pub fn prometheus_registry(&self) -> &prometheus::Registry {
+        &self.prometheus
+    }
+
+    /// A `tracing` layer that turns `tracing` spans (at `info` and above) into OpenTelemetry
+    /// spans of this provider; spans made inside a request become children of its server span.
+    /// The spans of the OpenTelemetry SDK and of the HTTP and gRPC transports are left out: the
+    /// exporter uses those transports, and its own spans would otherwise be exported in turn,
+    /// without end.
+    pub fn tracing_layer<S>(&self) -> impl tracing_subscriber::Layer<S>
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        tracing_opentelemetry::layer()
+            .with_tracer(self.tracer_provider.tracer_with_scope(scope()))
+            .with_filter(without_transport_noise())
+    }
+
+    /// A `tracing` layer that emits `tracing` events (at `info` and above) as OpenTelemetry log
+    /// records of this provider, leaving out the SDK's and the transports' own events, so that
+    /// exporting cannot feed on itself.
+    pub fn log_bridge<S>(&self) -> impl tracing_subscriber::Layer<S>
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(
+            &self.logger_provider,
+        )
+        .with_filter(without_transport_noise())
+    }
+
+    /// Flushes every pending span, metric and log record and stops the exporters. Blocks until
+    /// done, at most the shutdown timeout (30 s by default) per signal. A second call does
+    /// nothing.
+    pub fn shutdown(&self) -> Result<(), ShutdownError> {
+        if self.shut_down.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let timeout = self.shutdown_timeout;
+        let failures = [
+            (
+                Signal::Traces,
+                self.tracer_provider.shutdown_with_timeout(timeout),
+            ),
+            (
+                Signal::Metrics,
+                self.meter_provider.shutdown_with_timeout(timeout),
+            ),
+            (
+                Signal::Logs,
+                self.logger_provider.shutdown_with_timeout(timeout),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(signal, result)| result.err().map(|e| (signal, e)))
+        .collect();
+        // Everything is flushed: the export runtime can go.
+        *self
+            .export_runtime
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = ExportRuntime::default();
+        ShutdownError::of(failures).map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+impl fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("exporting", &self.exporting)
+            .field("registry", &self.registry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `info` and above, minus the crates that export does its work with.
+fn without_transport_noise() -> EnvFilter {
+    [
+        "opentelemetry",
+        "opentelemetry_sdk",
+        "opentelemetry_otlp",
+        "hyper",
+        "hyper_util",
+        "h2",
+        "tonic",
+        "tower",
+        "reqwest",
+    ]
+    .iter()
+    .fold(EnvFilter::new("info"), |filter, target| {
+        filter.add_directive(format!("{target}=off").parse().expect("static directive"))
+    })
+}
+
+pub(super) fn default_filter() -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+}

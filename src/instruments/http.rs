@@ -1,0 +1,32 @@
+//! The server-side HTTP instruments.
+
+use opentelemetry::metrics::{Counter, Histogram, Meter};
+
+use super::{names, DURATION_BUCKETS};
+
+/// The HTTP instruments recorded on the request path, created once per registry.
+#[derive(Clone, Debug)]
+pub(crate) struct HttpInstruments {
+    pub(crate) duration: Histogram<f64>,
+    pub(crate) overflow: Counter<u64>,
+}
+
+impl HttpInstruments {
+    pub(crate) fn new(meter: &Meter) -> Self {
+        HttpInstruments {
+            duration: meter
+                .f64_histogram(names::HTTP_SERVER_REQUEST_DURATION)
+                .with_unit("s")
+                .with_description("Duration of HTTP server requests, to the end of the response body.")
+                .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build(),
+            overflow: meter
+                .u64_counter(names::TENANT_CARDINALITY_OVERFLOW)
+                .with_unit("{request}")
+                .with_description(
+                    "HTTP requests whose tenant was past the cardinality cap and was labelled __overflow__.",
+                )
+                .build(),
+        }
+    }
+}

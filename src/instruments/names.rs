@@ -1,0 +1,29 @@
+//! Instrument names, as in the telemetry contract: the one place each is written.
+
+/// Histogram, seconds: duration of HTTP server requests, to the end of the response body.
+pub const HTTP_SERVER_REQUEST_DURATION: &str = "http.server.request.duration";
+/// UpDownCounter: HTTP server requests in flight.
+pub const HTTP_SERVER_ACTIVE_REQUESTS: &str = "http.server.active_requests";
+/// Counter: HTTP requests whose tenant was past the cardinality cap (query and quota calls
+/// past the cap are not counted here: the unit is requests).
+pub const TENANT_CARDINALITY_OVERFLOW: &str = "tenant.cardinality.overflow";
+/// Counter: RAG queries finished, by `status`.
+pub const RAG_QUERIES: &str = "rag.queries";
+/// Histogram, seconds: RAG query duration, by `status`.
+pub const RAG_QUERY_DURATION: &str = "rag.query.duration";
+/// UpDownCounter: RAG queries in flight.
+pub const RAG_ACTIVE_QUERIES: &str = "rag.active_queries";
+/// Histogram: documents retrieved per query.
+pub const RAG_DOCS_RETRIEVED: &str = "rag.docs_retrieved";
+/// Counter: LLM tokens used.
+pub const RAG_LLM_TOKENS: &str = "rag.llm.tokens";
+/// Gauge, percent: quota usage by `resource_type`.
+pub const RAG_QUOTA_USAGE: &str = "rag.quota.usage";
+/// Gauge, value 1: tenant metadata (tier, region, name).
+pub const TENANT_INFO: &str = "tenant.info";
+/// Gauge: the tenant's error-budget burn rate over a window (`5m`, `1h`).
+pub const TENANT_SLA_BURN_RATE: &str = "tenant.sla.burn_rate";
+/// Gauge, fraction: the tenant's error budget left over the last hour.
+pub const TENANT_SLA_ERROR_BUDGET_REMAINING: &str = "tenant.sla.error_budget.remaining";
+/// Gauge, fraction: each tenant's share of the work in flight and of the busy time.
+pub const TENANT_RESOURCE_SHARE: &str = "tenant.resource.share";

@@ -1,0 +1,146 @@
+//! The `rag.*` instruments of query tracking, and one tenant's series of them.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use opentelemetry::metrics::{
+    BoundCounter, BoundGauge, BoundHistogram, Counter, Gauge, Histogram, Meter,
+};
+use opentelemetry::KeyValue;
+
+use super::{names, semconv, QUERY_DURATION_BUCKETS};
+use crate::classify::CANCELLED;
+
+/// Bucket boundaries for `rag.docs_retrieved`: retrieval returns a handful of documents, rarely
+/// more than a hundred.
+const DOCS_BUCKETS: [f64; 10] = [0.0, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 250.0];
+
+/// The `rag.*` instruments, created once per registry.
+#[derive(Debug, Clone)]
+pub(crate) struct QueryInstruments {
+    queries: Counter<u64>,
+    duration: Histogram<f64>,
+    docs: Histogram<u64>,
+    tokens: Counter<u64>,
+    quota: Gauge<f64>,
+}
+
+impl QueryInstruments {
+    pub(crate) fn new(meter: &Meter) -> Self {
+        QueryInstruments {
+            queries: meter
+                .u64_counter(names::RAG_QUERIES)
+                .with_unit("{query}")
+                .with_description("RAG queries finished, by status.")
+                .build(),
+            duration: meter
+                .f64_histogram(names::RAG_QUERY_DURATION)
+                .with_unit("s")
+                .with_description("Duration of RAG queries, by status.")
+                .with_boundaries(QUERY_DURATION_BUCKETS.to_vec())
+                .build(),
+            docs: meter
+                .u64_histogram(names::RAG_DOCS_RETRIEVED)
+                .with_unit("{document}")
+                .with_description("Documents retrieved per RAG query.")
+                .with_boundaries(DOCS_BUCKETS.to_vec())
+                .build(),
+            tokens: meter
+                .u64_counter(names::RAG_LLM_TOKENS)
+                .with_unit("{token}")
+                .with_description("LLM tokens used by RAG queries.")
+                .build(),
+            quota: meter
+                .f64_gauge(names::RAG_QUOTA_USAGE)
+                .with_unit("%")
+                .with_description("Quota usage in percent, by resource type.")
+                .build(),
+        }
+    }
+
+    /// `rag.quota.usage` of one tenant and resource type, bound once.
+    pub(crate) fn bind_quota(&self, tenant: &KeyValue, resource_type: &str) -> BoundGauge<f64> {
+        self.quota.bind(&[
+            tenant.clone(),
+            KeyValue::new(semconv::RESOURCE_TYPE, resource_type.to_owned()),
+        ])
+    }
+}
+
+/// How a query ended, as its series tell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QueryEnd {
+    Success,
+    Error,
+    /// Dropped without an end: `status=error` with `error.type=cancelled`.
+    Cancelled,
+}
+
+/// One series of `rag.queries` and its `rag.query.duration`.
+type Pair = (BoundCounter<u64>, BoundHistogram<f64>);
+
+/// The `rag.*` series of one tenant. Each is bound when it first records: a bound series is
+/// exported from then on, and one bound ahead of time would be exported empty (a histogram
+/// point with count 0 and min/max at the float limits).
+#[derive(Debug)]
+pub(crate) struct QuerySeries {
+    tenant: KeyValue,
+    instruments: QueryInstruments,
+    success: OnceLock<Pair>,
+    error: OnceLock<Pair>,
+    cancelled: OnceLock<Pair>,
+    docs: OnceLock<BoundHistogram<u64>>,
+    tokens: OnceLock<BoundCounter<u64>>,
+}
+
+impl QuerySeries {
+    pub(crate) fn new(instruments: &QueryInstruments, tenant: &KeyValue) -> Self {
+        QuerySeries {
+            tenant: tenant.clone(),
+            instruments: instruments.clone(),
+            success: OnceLock::new(),
+            error: OnceLock::new(),
+            cancelled: OnceLock::new(),
+            docs: OnceLock::new(),
+            tokens: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn record(&self, end: QueryEnd, duration: Duration, docs: Option<u64>, tokens: u64) {
+        let (slot, status, error_type) = match end {
+            QueryEnd::Success => (&self.success, "success", None),
+            QueryEnd::Error => (&self.error, "error", None),
+            QueryEnd::Cancelled => (&self.cancelled, "error", Some(CANCELLED)),
+        };
+        let (count, histogram) = slot.get_or_init(|| {
+            let mut attributes = vec![self.tenant.clone(), KeyValue::new(semconv::STATUS, status)];
+            if let Some(error_type) = error_type {
+                attributes.push(KeyValue::new(semconv::ERROR_TYPE, error_type));
+            }
+            (
+                self.instruments.queries.bind(&attributes),
+                self.instruments.duration.bind(&attributes),
+            )
+        });
+        count.add(1);
+        histogram.record(duration.as_secs_f64());
+        if let Some(docs) = docs {
+            self.docs
+                .get_or_init(|| {
+                    self.instruments
+                        .docs
+                        .bind(std::slice::from_ref(&self.tenant))
+                })
+                .record(docs);
+        }
+        if tokens > 0 {
+            self.tokens
+                .get_or_init(|| {
+                    self.instruments
+                        .tokens
+                        .bind(std::slice::from_ref(&self.tenant))
+                })
+                .add(tokens);
+        }
+    }
+}

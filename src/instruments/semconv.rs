@@ -1,0 +1,83 @@
+//! Attribute keys (the OpenTelemetry HTTP and RPC semantic conventions', and this crate's own
+//! `tenant.*` ones) and the normalisation of values a client controls.
+
+use http::Method;
+use opentelemetry::Key;
+
+pub(crate) const HTTP_REQUEST_METHOD: Key = Key::from_static_str("http.request.method");
+pub(crate) const HTTP_REQUEST_METHOD_ORIGINAL: Key =
+    Key::from_static_str("http.request.method_original");
+pub(crate) const HTTP_ROUTE: Key = Key::from_static_str("http.route");
+pub(crate) const HTTP_RESPONSE_STATUS_CODE: Key = Key::from_static_str("http.response.status_code");
+pub(crate) const ERROR_TYPE: Key = Key::from_static_str("error.type");
+pub(crate) const URL_PATH: Key = Key::from_static_str("url.path");
+pub(crate) const URL_SCHEME: Key = Key::from_static_str("url.scheme");
+pub(crate) const NETWORK_PROTOCOL_VERSION: Key = Key::from_static_str("network.protocol.version");
+pub(crate) const TENANT_ID: Key = Key::from_static_str(crate::tenant::TENANT_ID_KEY);
+pub(crate) const TENANT_BAGGAGE_MISMATCH: Key = Key::from_static_str("tenant.baggage_mismatch");
+pub(crate) const TENANT_BAGGAGE_CLAIMED: Key = Key::from_static_str("tenant.baggage_claimed");
+pub(crate) const TENANT_TIER: Key = Key::from_static_str("tenant.tier");
+pub(crate) const TENANT_REGION: Key = Key::from_static_str("tenant.region");
+pub(crate) const TENANT_NAME: Key = Key::from_static_str("tenant.name");
+/// `success` or `error`, on the `rag.*` instruments.
+pub(crate) const STATUS: Key = Key::from_static_str("status");
+pub(crate) const RESOURCE_TYPE: Key = Key::from_static_str("resource_type");
+/// The burn rate's window (`5m`, `1h`).
+pub(crate) const WINDOW: Key = Key::from_static_str("window");
+/// What `tenant.resource.share` is a share of (`inflight`, `busy_time`).
+pub(crate) const RESOURCE: Key = Key::from_static_str("resource");
+
+pub(crate) const RPC_GRPC_STATUS_CODE: Key = Key::from_static_str("rpc.grpc.status_code");
+
+/// The methods the conventions name; anything else is reported as `_OTHER`, so a client cannot
+/// create new series or span names by inventing methods.
+const KNOWN_METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
+/// [`method_index`] of `HEAD`.
+pub(crate) const HEAD: usize = 1;
+
+/// Number of distinct values [`method_index`] returns.
+pub(crate) const METHOD_SLOTS: usize = KNOWN_METHODS.len() + 1;
+
+/// Index of the normalised method in `0..METHOD_SLOTS` (the last one is `_OTHER`).
+pub(crate) fn method_index(method: &Method) -> usize {
+    let s = method.as_str();
+    KNOWN_METHODS
+        .iter()
+        .position(|m| *m == s)
+        .unwrap_or(KNOWN_METHODS.len())
+}
+
+/// The normalised method name for an index from [`method_index`].
+pub(crate) fn method_name(index: usize) -> &'static str {
+    KNOWN_METHODS.get(index).copied().unwrap_or("_OTHER")
+}
+
+/// `network.protocol.version` for an HTTP version.
+pub(crate) fn protocol_version(version: http::Version) -> Option<&'static str> {
+    Some(match version {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_11 => "1.1",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_methods_become_other() {
+        assert_eq!(method_name(method_index(&Method::GET)), "GET");
+        assert_eq!(method_name(method_index(&Method::PATCH)), "PATCH");
+        assert_eq!(method_index(&Method::HEAD), HEAD);
+        let odd = Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(method_name(method_index(&odd)), "_OTHER");
+        assert!(method_index(&odd) < METHOD_SLOTS);
+    }
+}

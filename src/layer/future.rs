@@ -1,0 +1,145 @@
+//! The response future of [`TenantService`](crate::TenantService).
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{ready, Context as TaskContext, Poll};
+
+use http::{HeaderValue, Response, StatusCode};
+use pin_project_lite::pin_project;
+
+use super::body::TenantBody;
+use super::inflight::InFlight;
+use crate::classify::End;
+
+pin_project! {
+    /// Resolves to the inner service's response with a [`TenantBody`], with the request's
+    /// context attached on every poll so the handler's spans and logs carry the tenant.
+    pub struct ResponseFuture<F, E> {
+        #[pin]
+        kind: Kind<F>,
+        _error: PhantomData<fn() -> E>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Instrumented { #[pin] future: F, inflight: Option<InFlight> },
+        Passthrough { #[pin] future: F },
+        Rejected { inflight: Option<InFlight>, message: String, grpc: bool },
+    }
+}
+
+impl<F, E> ResponseFuture<F, E> {
+    pub(super) fn instrumented(future: F, inflight: InFlight) -> Self {
+        Self::with(Kind::Instrumented {
+            future,
+            inflight: Some(inflight),
+        })
+    }
+
+    pub(super) fn passthrough(future: F) -> Self {
+        Self::with(Kind::Passthrough { future })
+    }
+
+    pub(super) fn rejected(inflight: InFlight, message: String, grpc: bool) -> Self {
+        Self::with(Kind::Rejected {
+            inflight: Some(inflight),
+            message,
+            grpc,
+        })
+    }
+
+    fn with(kind: Kind<F>) -> Self {
+        ResponseFuture {
+            kind,
+            _error: PhantomData,
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: http_body::Body,
+{
+    type Output = Result<Response<TenantBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Passthrough { future } => {
+                let res = ready!(future.poll(cx))?;
+                Poll::Ready(Ok(res.map(TenantBody::plain)))
+            }
+            KindProj::Instrumented { future, inflight } => {
+                let result = {
+                    let _attached = inflight.as_ref().map(|i| i.context().clone().attach());
+                    ready!(future.poll(cx))
+                };
+                let Some(mut inflight) = inflight.take() else {
+                    panic!("ResponseFuture polled after completion");
+                };
+                match result {
+                    Ok(res) => {
+                        inflight.set_status(res.status());
+                        inflight.observe_grpc_status(res.headers());
+                        if inflight.has_no_body(res.status()) {
+                            // The server drops such a body unread (and axum swaps a HEAD
+                            // response's for an empty one): the request is done now.
+                            inflight.finish(End::Completed);
+                            return Poll::Ready(Ok(res.map(TenantBody::plain)));
+                        }
+                        Poll::Ready(Ok(res.map(|body| TenantBody::instrumented(body, inflight))))
+                    }
+                    Err(e) => {
+                        inflight.finish(End::Error(std::any::type_name::<E>()));
+                        Poll::Ready(Err(e))
+                    }
+                }
+            }
+            KindProj::Rejected {
+                inflight,
+                message,
+                grpc,
+            } => {
+                let Some(mut inflight) = inflight.take() else {
+                    panic!("ResponseFuture polled after completion");
+                };
+                let message = std::mem::take(message);
+                let res = if *grpc {
+                    grpc_invalid_argument(&message)
+                } else {
+                    let mut res = Response::new(TenantBody::rejected(message));
+                    *res.status_mut() = StatusCode::BAD_REQUEST;
+                    res.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; charset=utf-8"),
+                    );
+                    res
+                };
+                inflight.set_status(res.status());
+                inflight.finish(End::Completed);
+                Poll::Ready(Ok(res))
+            }
+        }
+    }
+}
+
+/// A gRPC client expects HTTP 200 with the status in `grpc-status` (a "trailers-only" response):
+/// `INVALID_ARGUMENT` (3) is what a malformed request gets.
+fn grpc_invalid_argument<B>(message: &str) -> Response<TenantBody<B>> {
+    let mut res = Response::new(TenantBody::empty());
+    let headers = res.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert("grpc-status", HeaderValue::from_static("3"));
+    // The message names the source and the rule broken, never the raw value, so it is printable
+    // ASCII and needs no percent-encoding.
+    if let Ok(v) = HeaderValue::from_str(message) {
+        headers.insert("grpc-message", v);
+    }
+    res
+}

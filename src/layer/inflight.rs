@@ -1,0 +1,165 @@
+//! The record of one request in flight: ends its span and records its metrics exactly once,
+//! however the request ends.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::StatusCode;
+use opentelemetry::trace::{Status, TraceContextExt};
+use opentelemetry::{Context, KeyValue};
+
+use crate::classify::{End, Failure};
+use crate::instruments::semconv;
+use crate::registry::{Outcome, Tenant, TenantRegistry};
+
+/// The matched route template, never the raw path: a scanner's made-up paths must not become
+/// new series or span names.
+pub(super) fn matched_route<B>(req: &http::Request<B>) -> Option<&str> {
+    #[cfg(feature = "axum")]
+    if let Some(path) = req.extensions().get::<axum::extract::MatchedPath>() {
+        return Some(path.as_str());
+    }
+    let _ = req;
+    None
+}
+
+/// A route template as the registry interned it: the shared string (so carrying it to the end
+/// of the body, and onto the span, costs no copy) and its id for series keys (`None` once the
+/// route table is full).
+#[derive(Debug, Clone)]
+pub(super) struct Route {
+    pub(super) name: Arc<str>,
+    pub(super) id: Option<u32>,
+}
+
+impl Route {
+    pub(super) fn interned(registry: &TenantRegistry, route: &str) -> Route {
+        match registry.route(route) {
+            Some((id, name)) => Route { name, id: Some(id) },
+            // Past the table's bound: a copy, and series recorded unbound.
+            None => Route {
+                name: Arc::from(route),
+                id: None,
+            },
+        }
+    }
+}
+
+pub(super) struct InFlight {
+    cx: Context,
+    tenant: Tenant,
+    registry: TenantRegistry,
+    method: usize,
+    route: Option<Route>,
+    start: Instant,
+    status: Option<StatusCode>,
+    /// A gRPC call, whose outcome is in `grpc-status` rather than the HTTP status.
+    grpc: bool,
+    grpc_status: Option<u8>,
+    done: bool,
+}
+
+impl InFlight {
+    pub(super) fn new(
+        cx: Context,
+        tenant: Tenant,
+        registry: TenantRegistry,
+        method: usize,
+        route: Option<Route>,
+        start: Instant,
+        grpc: bool,
+    ) -> Self {
+        InFlight {
+            cx,
+            tenant,
+            registry,
+            method,
+            route,
+            start,
+            status: None,
+            grpc,
+            grpc_status: None,
+            done: false,
+        }
+    }
+
+    /// Reads `grpc-status` from a gRPC response's headers (a trailers-only response) or
+    /// trailers: a gRPC call fails with HTTP 200, and only this says so.
+    pub(super) fn observe_grpc_status(&mut self, headers: &http::HeaderMap) {
+        if !self.grpc {
+            return;
+        }
+        let Some(code) = headers
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u8>().ok())
+        else {
+            return;
+        };
+        self.cx.span().set_attribute(KeyValue::new(
+            semconv::RPC_GRPC_STATUS_CODE,
+            i64::from(code),
+        ));
+        self.grpc_status = Some(code);
+    }
+
+    /// The context (server span and baggage) to attach while user code runs.
+    pub(super) fn context(&self) -> &Context {
+        &self.cx
+    }
+
+    /// Responses that carry no body by definition (RFC 9110): to HEAD, informational, 204, 304.
+    pub(super) fn has_no_body(&self, status: StatusCode) -> bool {
+        self.method == semconv::HEAD
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+    }
+
+    pub(super) fn set_status(&mut self, status: StatusCode) {
+        self.status = Some(status);
+        self.cx.span().set_attribute(KeyValue::new(
+            semconv::HTTP_RESPONSE_STATUS_CODE,
+            i64::from(status.as_u16()),
+        ));
+    }
+
+    /// Ends the request.
+    pub(super) fn finish(mut self, end: End) {
+        self.end(end);
+    }
+
+    fn end(&mut self, end: End) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let failure = Failure::classify(self.status, self.grpc_status, end);
+        let end = Instant::now();
+        let span = self.cx.span();
+        if let Some(error) = failure.error_type(self.status) {
+            span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error.clone()));
+            span.set_status(Status::error(error));
+        }
+        self.registry.request_finished(
+            &self.tenant,
+            &Outcome {
+                method: self.method,
+                route: self.route.as_ref().map(|r| &*r.name),
+                route_id: self.route.as_ref().and_then(|r| r.id),
+                status: self.status,
+                failure,
+                duration: end.saturating_duration_since(self.start),
+                end,
+            },
+        );
+        span.end();
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        // Dropped before the end of the body: the client went away (or the server shut down).
+        self.end(End::Cancelled);
+    }
+}

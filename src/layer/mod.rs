@@ -1,0 +1,29 @@
+//! The server side: [`TenantLayer`] wraps any tower, axum or tonic service and, per request,
+//! finds and validates the tenant, starts the server span, attaches the context with the
+//! tenant's baggage, and records the request when its response body ends.
+//!
+//! - `builder`: [`TenantLayer`], [`TenantLayerBuilder`], [`MissingTenant`] and the
+//!   configuration each request reads.
+//! - `service`: [`TenantService`], the per-request work.
+//! - `span`: the server span and the handler's context.
+//! - `inflight`: the record of a request in flight, ended exactly once.
+//! - `future`, `body`: [`ResponseFuture`] and [`TenantBody`], which carry that record to the
+//!   end of the response.
+//! - `extract` (feature `axum`): [`Tenant`](crate::Tenant) as an axum extractor.
+//!
+//! Whether a request failed is decided in one place for HTTP and gRPC, `classify`, which the
+//! registry records by too.
+
+mod body;
+mod builder;
+#[cfg(feature = "axum")]
+mod extract;
+mod future;
+mod inflight;
+mod service;
+mod span;
+
+pub use body::TenantBody;
+pub use builder::{MissingTenant, TenantLayer, TenantLayerBuilder};
+pub use future::ResponseFuture;
+pub use service::TenantService;

@@ -1,0 +1,199 @@
+//! [`TenantService`]: the per-request work of [`TenantLayer`](crate::TenantLayer).
+
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Instant;
+
+use http::{Request, Response};
+use opentelemetry::baggage::BaggageExt;
+use opentelemetry::Context;
+use opentelemetry_http::HeaderExtractor;
+use tower_service::Service;
+
+use super::body::TenantBody;
+use super::builder::{Config, MissingTenant};
+use super::future::ResponseFuture;
+use super::inflight::{matched_route, InFlight, Route};
+use super::span::{handler_context, server_span};
+use crate::instruments::semconv;
+use crate::registry::{Count, Tenant};
+use crate::tenant::{validate_client_id, InvalidTenantId, RequestHead};
+
+/// The service made by [`TenantLayer`](crate::TenantLayer). For each request it:
+///
+/// 1. extracts the caller's trace context and baggage (W3C `traceparent`, `baggage`);
+/// 2. finds the tenant through the source chain and validates it; a missing or invalid tenant is
+///    rejected with 400 (or served as `__unknown__` if so configured);
+/// 3. starts a server span (`{method} {route}`, `tenant.id`, the HTTP semantic conventions),
+///    child of the caller's span;
+/// 4. attaches a context with that span and baggage `tenant.id` while the inner service and the
+///    response body run, and puts [`Tenant`] in the request extensions;
+/// 5. ends the span and records duration and active requests when the response body ends, the
+///    client goes away, or the inner service fails.
+#[derive(Clone)]
+pub struct TenantService<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> TenantService<S> {
+    pub(super) fn new(inner: S, config: Arc<Config>) -> Self {
+        TenantService { inner, config }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for TenantService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantService")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+static BAGGAGE: http::HeaderName = http::HeaderName::from_static("baggage");
+
+/// Why no tenant could be used.
+enum Rejection {
+    Missing,
+    Invalid(String, InvalidTenantId),
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for TenantService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: http_body::Body,
+{
+    type Response = Response<TenantBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let config = &*self.config;
+        let path = req.uri().path();
+        if config.excluded.iter().any(|p| **p == *path) {
+            return ResponseFuture::passthrough(self.inner.call(req));
+        }
+        let start = Instant::now();
+
+        // The caller's context only: whatever is current on this thread is not this request's.
+        // With the standard propagators and neither header present there is nothing to extract.
+        let headers = req.headers();
+        let parent = if config.standard_propagation
+            && !headers.contains_key(&TRACEPARENT)
+            && !headers.contains_key(&BAGGAGE)
+        {
+            Context::new()
+        } else {
+            config
+                .propagator
+                .extract_with_context(&Context::new(), &HeaderExtractor(headers))
+        };
+        let inbound = parent.baggage();
+
+        let (found, source_is_baggage) = {
+            let head = RequestHead {
+                method: req.method(),
+                uri: req.uri(),
+                headers: req.headers(),
+                baggage: inbound,
+            };
+            find_tenant(config, &head)
+        };
+        let (tenant, rejection) = match found {
+            Ok(tenant) => (tenant, None),
+            Err(rejection) => (config.registry.unknown(), Some(rejection)),
+        };
+        let rejection = rejection.filter(|_| config.missing == MissingTenant::Reject);
+
+        let method = semconv::method_index(req.method());
+        // One lookup serves the span's shared `http.route` string and the metrics' series key.
+        let route = matched_route(&req).map(|r| Route::interned(&config.registry, r));
+        let handler_cx = handler_context(config, &parent, inbound, &tenant);
+        let cx = if config.tracer.is_disabled() {
+            handler_cx
+        } else {
+            let builder = server_span(
+                config,
+                &req,
+                method,
+                route.as_ref().map(|r| &r.name),
+                &tenant,
+                inbound,
+                source_is_baggage,
+            );
+            config.tracer.start(builder, &handler_cx)
+        };
+
+        config.registry.request_started(&tenant, method);
+        let inflight = InFlight::new(
+            cx,
+            tenant.clone(),
+            config.registry.clone(),
+            method,
+            route,
+            start,
+            is_grpc(&req),
+        );
+
+        if let Some(rejection) = rejection {
+            let grpc = is_grpc(&req);
+            return ResponseFuture::rejected(inflight, rejection_message(config, &rejection), grpc);
+        }
+
+        req.extensions_mut().insert(tenant);
+        let future = {
+            let _attached = inflight.context().clone().attach();
+            self.inner.call(req)
+        };
+        ResponseFuture::instrumented(future, inflight)
+    }
+}
+
+/// Runs the source chain (the first source that finds a value decides, valid or not) and looks
+/// the tenant up while the value is still borrowed from the request, so a known tenant costs no
+/// allocation.
+fn find_tenant(config: &Config, head: &RequestHead<'_>) -> (Result<Tenant, Rejection>, bool) {
+    for source in &config.sources {
+        if let Some(raw) = source.find(head) {
+            let result = match validate_client_id(&raw) {
+                Ok(id) => Ok(config.registry.lookup(id, Count::Request)),
+                Err(e) => Err(Rejection::Invalid(source.describe(), e)),
+            };
+            return (result, source.is_baggage());
+        }
+    }
+    (Err(Rejection::Missing), false)
+}
+
+fn rejection_message(config: &Config, rejection: &Rejection) -> String {
+    match rejection {
+        Rejection::Missing => format!("missing tenant id: expected {}", config.expected),
+        Rejection::Invalid(source, e) => format!("invalid tenant id in {source}: {e}"),
+    }
+}
+
+fn is_grpc<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}

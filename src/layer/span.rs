@@ -1,0 +1,127 @@
+//! The server span and the context the handler runs in.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use http::Request;
+use opentelemetry::baggage::{Baggage, BaggageExt};
+use opentelemetry::trace::{SpanBuilder, SpanKind, TraceContextExt};
+use opentelemetry::{Context, KeyValue, StringValue};
+
+use super::builder::Config;
+use crate::instruments::semconv;
+use crate::registry::Tenant;
+use crate::tenant::{claimed_in_baggage, truncate, TENANT_ID_KEY};
+
+/// The server span: named `{method} {route}`, with the HTTP semantic conventions' attributes and
+/// `tenant.id` (the real id, also past the cardinality cap).
+pub(super) fn server_span<B>(
+    config: &Config,
+    req: &Request<B>,
+    method: usize,
+    route: Option<&Arc<str>>,
+    tenant: &Tenant,
+    inbound: &Baggage,
+    source_is_baggage: bool,
+) -> SpanBuilder {
+    let mut attributes = Vec::with_capacity(8);
+    attributes.push(KeyValue::new(
+        semconv::HTTP_REQUEST_METHOD,
+        semconv::method_name(method),
+    ));
+    if method == semconv::METHOD_SLOTS - 1 {
+        attributes.push(KeyValue::new(
+            semconv::HTTP_REQUEST_METHOD_ORIGINAL,
+            truncate(req.method().as_str(), 64).to_owned(),
+        ));
+    }
+    attributes.push(KeyValue::new(
+        semconv::URL_PATH,
+        req.uri().path().to_owned(),
+    ));
+    // HTTP/1.1 requests carry no scheme: the one the service is reached by is configuration.
+    let scheme = match req.uri().scheme_str() {
+        Some("https") => "https",
+        Some("http") => "http",
+        _ => config.url_scheme,
+    };
+    attributes.push(KeyValue::new(semconv::URL_SCHEME, scheme));
+    if let Some(version) = semconv::protocol_version(req.version()) {
+        attributes.push(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, version));
+    }
+    if let Some(route) = route {
+        attributes.push(KeyValue::new(
+            semconv::HTTP_ROUTE,
+            StringValue::from(Arc::clone(route)),
+        ));
+    }
+    attributes.push(KeyValue::new(semconv::TENANT_ID, tenant.id().to_value()));
+    if let Some(claimed) = claimed_in_baggage(inbound) {
+        if !source_is_baggage && claimed.as_str() != tenant.id().as_str() {
+            // A caller claimed another tenant in baggage than the trusted source found:
+            // recorded for audit, never believed.
+            attributes.push(KeyValue::new(semconv::TENANT_BAGGAGE_MISMATCH, true));
+            attributes.push(KeyValue::new(
+                semconv::TENANT_BAGGAGE_CLAIMED,
+                truncate(claimed.as_str(), 64).to_owned(),
+            ));
+        }
+    }
+    // The conventions name a span of an unknown method `HTTP`, not `_OTHER`.
+    let verb = if method == semconv::METHOD_SLOTS - 1 {
+        "HTTP"
+    } else {
+        semconv::method_name(method)
+    };
+    let name: Cow<'static, str> = match route {
+        Some(route) => format!("{verb} {route}").into(),
+        None => verb.into(),
+    };
+    SpanBuilder::from_name(name)
+        .with_kind(SpanKind::Server)
+        .with_attributes(attributes)
+}
+
+/// The context the handler runs in: the caller's span as parent, and baggage holding the
+/// validated tenant. In the common case (standard propagation, no other baggage from the
+/// caller) it is the tenant's prepared context plus the caller's span, which costs no baggage
+/// map of its own.
+pub(super) fn handler_context(
+    config: &Config,
+    parent: &Context,
+    inbound: &Baggage,
+    tenant: &Tenant,
+) -> Context {
+    if config.standard_propagation && (inbound.is_empty() || !config.propagate_inbound_baggage) {
+        if let Some(base) = tenant.prepared_context() {
+            return if parent.has_active_span() {
+                base.with_remote_span_context(parent.span().span_context().clone())
+            } else {
+                base.clone()
+            };
+        }
+    }
+    parent.with_baggage(handler_baggage(config, inbound, tenant))
+}
+
+/// The baggage the handler sees and passes downstream: the caller's entries (unless dropped) with
+/// `tenant.id` set to the validated tenant, whatever the caller claimed.
+fn handler_baggage(config: &Config, inbound: &Baggage, tenant: &Tenant) -> Baggage {
+    // The tenant goes in first, into an empty baggage, where it always fits: inserting it last
+    // can fail against the W3C limits (64 entries, 8192 bytes) that a caller filled on purpose,
+    // and would leave the caller's own `tenant.id` in place.
+    let mut baggage = Baggage::new();
+    let _ = baggage.insert(
+        TENANT_ID_KEY,
+        StringValue::from(Arc::clone(tenant.id().shared())),
+    );
+    if config.propagate_inbound_baggage {
+        for (key, (value, metadata)) in inbound {
+            if key.as_str() != TENANT_ID_KEY {
+                // Past the limits the caller's extra entries are dropped, never the tenant.
+                let _ = baggage.insert_with_metadata(key.clone(), value.clone(), metadata.clone());
+            }
+        }
+    }
+    baggage
+}

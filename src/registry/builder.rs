@@ -1,0 +1,181 @@
+//! [`TenantRegistryBuilder`]: the cap, the allowlist, the window, reclaim and objectives.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opentelemetry::metrics::{Meter, MeterProvider};
+
+use super::entry::TenantEntry;
+use super::{Hasher, Inner, TenantRegistry, DEFAULT_MAX_TENANTS, DEFAULT_WINDOW};
+use crate::instruments::{register_observers, scope, HttpInstruments, QueryInstruments};
+use crate::stats::{Objective, Objectives};
+use crate::tenant::{TenantId, OVERFLOW_TENANT, UNKNOWN_TENANT};
+
+/// Builds a [`TenantRegistry`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct TenantRegistryBuilder {
+    max_tenants: usize,
+    allowlist: Option<Vec<TenantId>>,
+    meter: Option<Meter>,
+    window: Duration,
+    reclaim_after: Option<Duration>,
+    objectives: Objectives,
+}
+
+impl Default for TenantRegistryBuilder {
+    fn default() -> Self {
+        TenantRegistryBuilder {
+            max_tenants: DEFAULT_MAX_TENANTS,
+            allowlist: None,
+            meter: None,
+            window: DEFAULT_WINDOW,
+            reclaim_after: None,
+            objectives: Objectives::default(),
+        }
+    }
+}
+
+impl TenantRegistryBuilder {
+    /// At most this many distinct tenants get their own `tenant.id` in metrics (default 1000);
+    /// the rest are labelled `__overflow__`.
+    pub fn max_tenants(mut self, max: usize) -> Self {
+        self.max_tenants = max;
+        self
+    }
+
+    /// Only these tenants get their own label; every other id is `__overflow__` in metrics.
+    /// More can be allowed later with [`TenantRegistry::register`], within the cap.
+    ///
+    /// An allowlist longer than [`max_tenants`](Self::max_tenants) raises the cap to its
+    /// length: every tenant named here gets its label.
+    ///
+    /// ```
+    /// use tenant_otel::{TenantId, TenantRegistry};
+    ///
+    /// let ids = ["a", "b", "c", "d", "e"].map(|id| TenantId::parse(id).unwrap());
+    /// let registry = TenantRegistry::builder().max_tenants(3).allowlist(ids).build();
+    /// assert_eq!(registry.max_tenants(), 5);
+    /// assert_eq!(registry.resolve("e").unwrap().metric_label(), "e");
+    /// ```
+    pub fn allowlist<I, T>(mut self, tenants: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<TenantId>,
+    {
+        self.allowlist = Some(tenants.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Record metrics with this meter provider (default: the global one, as it is when
+    /// [`build`](Self::build) runs).
+    pub fn meter_provider<P: MeterProvider + ?Sized>(mut self, provider: &P) -> Self {
+        self.meter = Some(provider.meter_with_scope(scope()));
+        self
+    }
+
+    /// Length of the in-process view's sliding window (default 60 s).
+    pub fn window(mut self, window: Duration) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// Let a tenant give its slot back once it has had nothing in flight and nothing recorded
+    /// for `idle` (default: never). Only a new tenant arriving at the cap triggers the sweep,
+    /// at most once per quarter of `idle`. Tenants admitted with
+    /// [`TenantRegistry::register`] or [`TenantRegistry::register_tenant`] keep their slot.
+    ///
+    /// Use it with **delta** temporality
+    /// ([`TelemetryBuilder::reclaim_idle_tenants_after`](crate::TelemetryBuilder::reclaim_idle_tenants_after)
+    /// sets both): the reclaimed tenant's bound instruments are dropped and the SDK frees their
+    /// series. Under cumulative temporality the SDK keeps reporting every series it has ever
+    /// seen, so the number of exported series would keep growing with every tenant that comes
+    /// and goes, even though this registry stays within its cap.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tenant_otel::TenantRegistry;
+    ///
+    /// let registry = TenantRegistry::builder()
+    ///     .max_tenants(1)
+    ///     .reclaim_idle_after(Duration::from_millis(20))
+    ///     .build();
+    /// assert_eq!(registry.resolve("a").unwrap().metric_label(), "a");
+    /// assert_eq!(registry.resolve("b").unwrap().metric_label(), "__overflow__");
+    /// std::thread::sleep(Duration::from_millis(30));
+    /// assert_eq!(registry.resolve("b").unwrap().metric_label(), "b"); // `a` went quiet
+    /// ```
+    pub fn reclaim_idle_after(mut self, idle: Duration) -> Self {
+        self.reclaim_after = Some(idle);
+        self
+    }
+
+    /// The objective (share of HTTP requests that must succeed) of tenants of `tier`, as
+    /// registered with [`TenantRegistry::register_tenant`], for `tenant.sla.burn_rate` and
+    /// `tenant.sla.error_budget.remaining`. The defaults are those of the Prometheus rules:
+    /// `free` 0.99, `standard` 0.995, `premium` 0.999, and 0.995 for a tenant without a tier.
+    ///
+    /// ```
+    /// use tenant_otel::{Objective, TenantRegistry};
+    ///
+    /// let registry = TenantRegistry::builder()
+    ///     .objective("enterprise", Objective::new(0.9995)?)
+    ///     .build();
+    /// # let _ = registry;
+    /// # Ok::<(), tenant_otel::InvalidObjective>(())
+    /// ```
+    pub fn objective(mut self, tier: &str, objective: Objective) -> Self {
+        self.objectives.set(tier, objective);
+        self
+    }
+
+    /// The cap the registry will have: [`max_tenants`](Self::max_tenants), or the allowlist's
+    /// length if that is longer.
+    pub(crate) fn effective_max_tenants(&self) -> usize {
+        let allowed = self.allowlist.as_ref().map_or(0, Vec::len);
+        self.max_tenants.max(allowed)
+    }
+
+    /// Builds the registry.
+    pub fn build(self) -> TenantRegistry {
+        let meter = self
+            .meter
+            .clone()
+            .unwrap_or_else(|| opentelemetry::global::meter_with_scope(scope()));
+        let shared = |name| {
+            Arc::new(TenantEntry::new(
+                TenantId::from_validated(name),
+                true,
+                self.window,
+                None,
+            ))
+        };
+        let max_tenants = self.effective_max_tenants();
+        let inner = Arc::new_cyclic(|weak| Inner {
+            tenants: papaya::HashMap::with_hasher(Hasher::default()),
+            admitted: AtomicUsize::new(0),
+            max_tenants,
+            allowlist_only: self.allowlist.is_some(),
+            overflow: shared(OVERFLOW_TENANT),
+            unknown: shared(UNKNOWN_TENANT),
+            overflowed: AtomicU64::new(0),
+            routes: papaya::HashMap::with_hasher(Hasher::default()),
+            next_route: AtomicU32::new(0),
+            epoch: Instant::now(),
+            reclaim_after: self.reclaim_after,
+            last_sweep_ms: AtomicU64::new(0),
+            window: self.window,
+            objectives: self.objectives,
+            http: HttpInstruments::new(&meter),
+            query: QueryInstruments::new(&meter),
+            _observers: register_observers(&meter, weak.clone()),
+        });
+        let registry = TenantRegistry { inner };
+        for id in self.allowlist.into_iter().flatten() {
+            // Within the cap by construction; a reserved id cannot be a `TenantId`.
+            let _ = registry.register_entry(&id);
+        }
+        registry
+    }
+}

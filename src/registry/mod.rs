@@ -1,0 +1,277 @@
+//! The tenant registry: one lookup per request from a tenant id to everything prepared for that
+//! tenant, with the cardinality cap as its admission rule.
+//!
+//! - [`TenantRegistry`] and its [`TenantRegistryBuilder`]: the surface.
+//! - [`Tenant`]: what a lookup returns, the handle requests and queries record through.
+//! - `admission`: who gets a label of their own (cap, allowlist, `__overflow__`).
+//! - `entry`: one tenant's prepared state (attribute, baggage context, bound series,
+//!   statistics, SLA window) and what a finished request records through it.
+//! - `routes`: route templates interned once, for series keys and span attributes.
+//! - `reclaim`: idle tenants giving their slot back.
+//! - `observe`: what the observable instruments read at each collection.
+
+mod admission;
+mod builder;
+mod entry;
+mod handle;
+mod observe;
+mod reclaim;
+mod routes;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use crate::stats::{InvalidObjective, Objective};
+pub use admission::RegisterError;
+pub use builder::TenantRegistryBuilder;
+pub use entry::MAX_QUOTA_RESOURCES;
+pub use handle::Tenant;
+
+pub(crate) use admission::Count;
+pub(crate) use entry::{Outcome, TenantEntry, TooManyResources, MAX_SERIES_PER_TENANT};
+
+use crate::instruments::{HttpInstruments, Observers, QueryInstruments};
+use crate::stats::{Objectives, StatsSnapshot};
+use crate::tenant::{
+    validate_client_id, InvalidTenantId, TenantId, OVERFLOW_TENANT, UNKNOWN_TENANT,
+};
+
+/// The maps' hasher: a lookup per request hashes the tenant id, so a fast hasher matters. Keys
+/// are client-controlled, but the seed is random per process and the maps are capped, so
+/// SipHash's stronger collision resistance buys nothing here.
+type Hasher = foldhash::fast::RandomState;
+
+/// The default cap on distinct `tenant.id` values in metrics.
+pub const DEFAULT_MAX_TENANTS: usize = 1000;
+
+/// The default length of the sliding window of the in-process view.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
+
+/// Maps tenant ids to their prepared state, and bounds how many get their own metric series.
+///
+/// Every request makes one lookup here. A known tenant costs a read of a map that readers do not
+/// serialize on; a new tenant is admitted while fewer than the cap have been; past the cap (or
+/// outside the allowlist) it shares the `__overflow__` entry, so memory and series stay bounded
+/// however many distinct ids arrive. Every method that takes a tenant id validates it as the
+/// layer does, and refuses what the layer would refuse.
+///
+/// ```
+/// use tenant_otel::{InvalidTenantId, TenantRegistry};
+///
+/// let registry = TenantRegistry::builder().max_tenants(2).build();
+/// assert_eq!(registry.resolve("a")?.metric_label(), "a");
+/// assert_eq!(registry.resolve("b")?.metric_label(), "b");
+/// let c = registry.resolve("c")?;
+/// assert_eq!(c.metric_label(), "__overflow__");
+/// assert_eq!(c.id().as_str(), "c"); // spans still see the real id
+/// assert_eq!(registry.overflowed_requests(), 1);
+/// assert!(matches!(registry.resolve("a b"), Err(InvalidTenantId::InvalidByte { .. })));
+/// # Ok::<(), InvalidTenantId>(())
+/// ```
+///
+/// The registry is also where queries are tracked ([`start_query`](Self::start_query),
+/// [`track_query`](Self::track_query)), quotas and tenant metadata are recorded, and the
+/// in-process view is read ([`view`](Self::view)).
+#[doc(alias = "TenantMetricsCollector")]
+#[derive(Clone)]
+pub struct TenantRegistry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Lock-free reads: two threads serving requests never write to a shared cache line to
+    /// look a tenant up (a sharded `RwLock` map would, for its reader count).
+    tenants: papaya::HashMap<Arc<str>, Arc<TenantEntry>, Hasher>,
+    admitted: AtomicUsize,
+    max_tenants: usize,
+    allowlist_only: bool,
+    overflow: Arc<TenantEntry>,
+    unknown: Arc<TenantEntry>,
+    overflowed: AtomicU64,
+    /// Route templates seen so far, each with a small id for series keys; the shared string is
+    /// reused for every span's `http.route`.
+    routes: papaya::HashMap<Arc<str>, u32, Hasher>,
+    next_route: AtomicU32,
+    /// Reference point of the entries' clocks and of the SLA's minutes.
+    epoch: Instant,
+    /// Idle time after which an unpinned tenant gives its slot back, if reclaiming is on.
+    reclaim_after: Option<Duration>,
+    /// When the last sweep for idle tenants ran (ms since `epoch`): sweeps are rate-limited so
+    /// a flood of new ids past the cap does not scan the map on every request.
+    last_sweep_ms: AtomicU64,
+    window: Duration,
+    objectives: Objectives,
+    http: HttpInstruments,
+    query: QueryInstruments,
+    /// Kept so the observable instruments' callbacks live as long as the registry.
+    _observers: Observers,
+}
+
+impl Default for TenantRegistry {
+    fn default() -> Self {
+        TenantRegistry::builder().build()
+    }
+}
+
+impl TenantRegistry {
+    /// A builder with the defaults: cap 1000, no allowlist, the global meter provider.
+    pub fn builder() -> TenantRegistryBuilder {
+        TenantRegistryBuilder::default()
+    }
+
+    /// Validates `id` as the layer does and looks it up, admitting it while the cap allows.
+    /// This is the lookup of a request: past the cap it is counted in
+    /// `tenant.cardinality.overflow`.
+    pub fn resolve(&self, id: &str) -> Result<Tenant, InvalidTenantId> {
+        let id = validate_client_id(id.as_bytes())?;
+        Ok(self.lookup(id, Count::Request))
+    }
+
+    /// Admits `id` explicitly, for good (in allowlist mode, this is how a tenant is allowed):
+    /// it keeps its label whatever [`reclaim_idle_after`](TenantRegistryBuilder::reclaim_idle_after)
+    /// says.
+    ///
+    /// ```
+    /// use tenant_otel::{RegisterError, TenantRegistry};
+    ///
+    /// let registry = TenantRegistry::builder().max_tenants(1).build();
+    /// assert!(registry.register("acme").is_ok());
+    /// assert_eq!(registry.register("initech").unwrap_err(), RegisterError::CapReached);
+    /// assert!(matches!(registry.register("__overflow__"), Err(RegisterError::Invalid(_))));
+    /// ```
+    pub fn register(&self, id: &str) -> Result<Tenant, RegisterError> {
+        let id = TenantId::parse(id)?;
+        self.register_entry(&id)
+            .map(|entry| Tenant::of(&entry))
+            .ok_or(RegisterError::CapReached)
+    }
+
+    /// HTTP requests counted under `__overflow__` since start (what
+    /// `tenant.cardinality.overflow` counts).
+    pub fn overflowed_requests(&self) -> u64 {
+        self.inner.overflowed.load(Ordering::Relaxed)
+    }
+
+    /// Tenants that have their own label now.
+    pub fn len(&self) -> usize {
+        self.inner.tenants.len()
+    }
+
+    /// True when no tenant has been admitted yet.
+    pub fn is_empty(&self) -> bool {
+        self.inner.tenants.is_empty()
+    }
+
+    /// The cap on distinct tenant labels.
+    pub fn max_tenants(&self) -> usize {
+        self.inner.max_tenants
+    }
+
+    /// The tenants with their own label, in no particular order.
+    pub fn tenants(&self) -> Vec<Tenant> {
+        self.inner.tenants.pin().values().map(Tenant::of).collect()
+    }
+
+    /// The in-process request statistics of a tenant's metric label (`__overflow__` and
+    /// `__unknown__` included), if it has one.
+    pub fn request_stats(&self, label: &str) -> Option<StatsSnapshot> {
+        self.entry_for_label(label)
+            .map(|e| e.requests.snapshot(Instant::now()))
+    }
+
+    /// The entry of a metric label, the shared ones included.
+    pub(crate) fn entry_for_label(&self, label: &str) -> Option<Arc<TenantEntry>> {
+        match label {
+            OVERFLOW_TENANT => Some(Arc::clone(&self.inner.overflow)),
+            UNKNOWN_TENANT => Some(Arc::clone(&self.inner.unknown)),
+            _ => self.inner.tenants.pin().get(label).map(Arc::clone),
+        }
+    }
+
+    /// Every entry, the shared `__overflow__` and `__unknown__` ones last.
+    pub(crate) fn all_entries(&self) -> Vec<Arc<TenantEntry>> {
+        let mut out = Vec::with_capacity(self.len() + 2);
+        self.inner.for_each_arc(|e| out.push(Arc::clone(e)));
+        out
+    }
+
+    /// Counts a request in flight for `tenant`.
+    pub(crate) fn request_started(&self, tenant: &Tenant, method: usize) {
+        tenant.entry().request_started(method);
+    }
+
+    /// Records a finished request of `tenant`: duration series, statistics, SLA window.
+    pub(crate) fn request_finished(&self, tenant: &Tenant, outcome: &Outcome<'_>) {
+        let minute = self.inner.minute(outcome.end);
+        tenant
+            .entry()
+            .request_finished(&self.inner.http, minute, outcome);
+    }
+
+    /// The query instruments, for binding a tenant's `rag.*` series.
+    pub(crate) fn query_instruments(&self) -> &QueryInstruments {
+        &self.inner.query
+    }
+
+    /// Not part of the API: one request through the recording path (resolve, start, finish)
+    /// without a service around it, so the benchmarks can time exactly that.
+    #[cfg(feature = "__bench")]
+    #[doc(hidden)]
+    pub fn __bench_request(&self, id: &str, route: &str, status: u16, duration: Duration) {
+        let Ok(tenant) = self.resolve(id) else {
+            return;
+        };
+        let method = crate::instruments::semconv::method_index(&http::Method::GET);
+        let status = http::StatusCode::from_u16(status).ok();
+        self.request_started(&tenant, method);
+        self.request_finished(
+            &tenant,
+            &Outcome {
+                method,
+                route: Some(route),
+                route_id: self.route(route).map(|(id, _)| id),
+                status,
+                failure: crate::classify::Failure::classify(
+                    status,
+                    None,
+                    crate::classify::End::Completed,
+                ),
+                duration,
+                end: Instant::now(),
+            },
+        );
+    }
+}
+
+impl Inner {
+    /// Every live entry, the shared `__overflow__` and `__unknown__` ones last.
+    fn for_each_arc(&self, mut f: impl FnMut(&Arc<TenantEntry>)) {
+        for entry in self.tenants.pin().values() {
+            f(entry);
+        }
+        f(&self.overflow);
+        f(&self.unknown);
+    }
+
+    fn for_each_entry(&self, mut f: impl FnMut(&TenantEntry)) {
+        self.for_each_arc(|e| f(e));
+    }
+
+    /// The SLA's minute of `at`, counted from the registry's epoch.
+    fn minute(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_secs() / 60
+    }
+}
+
+impl fmt::Debug for TenantRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantRegistry")
+            .field("tenants", &self.len())
+            .field("max_tenants", &self.inner.max_tenants)
+            .field("allowlist_only", &self.inner.allowlist_only)
+            .field("overflowed_requests", &self.overflowed_requests())
+            .finish()
+    }
+}

@@ -1,0 +1,36 @@
+//! What is kept in process about each tenant, as plain arithmetic: counts and latency
+//! percentiles over a sliding window, the SLA's minute buckets and burn rates, and the shares of
+//! the service each tenant holds.
+//!
+//! Nothing here knows OpenTelemetry or reads a clock: callers pass the time in, so every figure
+//! can be tested at any instant.
+
+mod latency;
+mod share;
+mod sla;
+
+pub use latency::{StatsSnapshot, WindowSnapshot};
+pub use sla::{InvalidObjective, Objective};
+
+pub(crate) use latency::Stats;
+pub(crate) use share::{shares, Load};
+pub(crate) use sla::{read as read_sla, Objectives, SlaReading, SlaWindow};
+
+/// Share of `total` that did not fail; 1 when nothing finished, so an idle tenant does not look
+/// like a failing one.
+pub(crate) fn success_rate(total: u64, failed: u64) -> f64 {
+    if total == 0 {
+        1.0
+    } else {
+        (total - failed.min(total)) as f64 / total as f64
+    }
+}
+
+/// `sum / count`, or 0 when there is nothing to average.
+pub(crate) fn mean(sum: f64, count: u64) -> f64 {
+    if count == 0 {
+        0.0
+    } else {
+        sum / count as f64
+    }
+}

@@ -1,0 +1,23 @@
+//! What each tenant experiences, in process and with no collector: the per-tenant view beside
+//! the platform aggregate that hides it, and the endpoints that serve it and the metrics.
+//!
+//! - [`TenantRegistry::view`](crate::TenantRegistry::view) and
+//!   [`TenantRegistry::tenant_view`](crate::TenantRegistry::tenant_view) read a
+//!   [`PlatformView`] or one [`TenantView`].
+//! - `view_router` (feature `axum`) serves them as JSON at `/tenants` and `/tenants/{id}`.
+//! - `prometheus_router` (feature `prometheus`) serves `/metrics` for a Prometheus that scrapes
+//!   instead of receiving OTLP.
+
+#[cfg(feature = "axum")]
+mod http;
+mod model;
+#[cfg(feature = "prometheus")]
+mod prometheus;
+
+#[cfg(feature = "axum")]
+pub use http::view_router;
+pub use model::{Aggregate, PlatformSummary, PlatformView, TenantView};
+#[cfg(feature = "prometheus")]
+pub use prometheus::{prometheus_response, prometheus_router};
+
+pub use crate::stats::{StatsSnapshot, WindowSnapshot};

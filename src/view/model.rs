@@ -1,0 +1,246 @@
+//! The per-tenant view and the platform aggregate beside it.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::registry::{TenantEntry, TenantRegistry};
+use crate::stats::{mean, success_rate, StatsSnapshot};
+use crate::tenant::{TenantInfo, OVERFLOW_TENANT, UNKNOWN_TENANT};
+
+/// Every tenant beside the platform aggregate, from [`TenantRegistry::view`].
+///
+/// `tenants` is sorted worst first: lowest success rate (of requests or queries, whichever is
+/// lower), then highest p99 duration. Rates and percentiles come from the sliding window when
+/// it holds data, else from the counts since start.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "axum", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct PlatformView {
+    /// The aggregate over all tenants: what a global dashboard would show.
+    pub platform: PlatformSummary,
+    /// Each tenant with its own label, plus `__overflow__` and `__unknown__` when they saw
+    /// traffic; worst first.
+    pub tenants: Vec<TenantView>,
+}
+
+/// The platform aggregate of [`PlatformView`].
+#[derive(Debug, Clone, Default, PartialEq)]
+#[cfg_attr(feature = "axum", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct PlatformSummary {
+    /// Tenants with their own label.
+    pub tenants: usize,
+    /// The cap on distinct tenant labels.
+    pub max_tenants: usize,
+    /// Requests and queries counted under `__overflow__` since start.
+    pub overflowed_requests: u64,
+    /// HTTP requests of all tenants.
+    pub requests: Aggregate,
+    /// Queries of all tenants.
+    pub queries: Aggregate,
+}
+
+/// Counts and the mean over many tenants: total duration over total count, which is exactly
+/// the number that hides a failing tenant among healthy ones.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "axum", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct Aggregate {
+    /// Finished since start.
+    pub total: u64,
+    /// Of which succeeded.
+    pub success: u64,
+    /// Of which failed.
+    pub errors: u64,
+    /// `success / total`, or 1 when nothing finished yet.
+    pub success_rate: f64,
+    /// In flight now.
+    pub active: i64,
+    /// Total duration over total count since start, in milliseconds.
+    pub avg_ms: f64,
+    /// Finished within the sliding window.
+    pub window_total: u64,
+    /// Of which failed.
+    pub window_errors: u64,
+    /// Success rate within the window, or 1 when the window is empty.
+    pub window_success_rate: f64,
+    /// Mean duration within the window, in milliseconds.
+    pub window_avg_ms: f64,
+}
+
+/// One tenant in the in-process view.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "axum", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct TenantView {
+    /// The metric label: the tenant id, `__overflow__` or `__unknown__`.
+    pub tenant: String,
+    /// Metadata given to [`TenantRegistry::register_tenant`], if any.
+    pub info: Option<TenantInfo>,
+    /// HTTP requests seen by the layer.
+    pub requests: StatsSnapshot,
+    /// Queries tracked through the query API.
+    pub queries: StatsSnapshot,
+    /// Last reported quota usage in percent, by resource type.
+    pub quota: BTreeMap<String, f64>,
+}
+
+impl TenantView {
+    fn of(entry: &TenantEntry, now: Instant) -> Self {
+        TenantView {
+            tenant: entry.id().as_str().to_owned(),
+            info: entry.info(),
+            requests: entry.requests.snapshot(now),
+            queries: entry.queries.snapshot(now),
+            quota: entry.quotas().into_iter().collect(),
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.requests.total == 0
+            && self.queries.total == 0
+            && self.requests.active == 0
+            && self.queries.active == 0
+            && self.quota.is_empty()
+            && self.info.is_none()
+    }
+
+    /// The lower success rate of requests and queries (window first, then since start).
+    fn success_rate(&self) -> f64 {
+        recent_rate(&self.requests).min(recent_rate(&self.queries))
+    }
+
+    /// The higher p99 of requests and queries (window first, then since start), in ms.
+    fn p99_ms(&self) -> f64 {
+        recent_p99(&self.requests).max(recent_p99(&self.queries))
+    }
+}
+
+fn recent_rate(s: &StatsSnapshot) -> f64 {
+    if s.window.total > 0 {
+        s.window.success_rate
+    } else {
+        s.success_rate
+    }
+}
+
+fn recent_p99(s: &StatsSnapshot) -> f64 {
+    if s.window.total > 0 {
+        s.window.p99_ms
+    } else {
+        s.p99_ms
+    }
+}
+
+fn worst_first(a: &TenantView, b: &TenantView) -> Ordering {
+    a.success_rate()
+        .total_cmp(&b.success_rate())
+        .then_with(|| b.p99_ms().total_cmp(&a.p99_ms()))
+        .then_with(|| a.tenant.cmp(&b.tenant))
+}
+
+impl Default for Aggregate {
+    /// Nothing finished: rates read 1, like [`StatsSnapshot`]'s, so an idle platform does not
+    /// look like a failing one.
+    fn default() -> Self {
+        Aggregate {
+            total: 0,
+            success: 0,
+            errors: 0,
+            success_rate: 1.0,
+            active: 0,
+            avg_ms: 0.0,
+            window_total: 0,
+            window_errors: 0,
+            window_success_rate: 1.0,
+            window_avg_ms: 0.0,
+        }
+    }
+}
+
+impl Aggregate {
+    fn add(&mut self, s: &StatsSnapshot) {
+        // Sums of durations are rebuilt from the means: exact enough for a mean, and it keeps
+        // the per-tenant statistics the only place durations are stored.
+        let sum = self.avg_ms * self.total as f64 + s.avg_ms * s.total as f64;
+        let window_sum =
+            self.window_avg_ms * self.window_total as f64 + s.window.avg_ms * s.window.total as f64;
+        self.total += s.total;
+        self.success += s.success;
+        self.errors += s.errors;
+        self.active += s.active;
+        self.window_total += s.window.total;
+        self.window_errors += s.window.errors;
+        self.avg_ms = mean(sum, self.total);
+        self.window_avg_ms = mean(window_sum, self.window_total);
+        self.success_rate = success_rate(self.total, self.errors);
+        self.window_success_rate = success_rate(self.window_total, self.window_errors);
+    }
+}
+
+impl TenantRegistry {
+    /// Every tenant's requests, queries and quotas beside the platform aggregate, worst
+    /// tenant first.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tenant_otel::{QueryStatus, TenantRegistry};
+    ///
+    /// let registry = TenantRegistry::builder().build();
+    /// for i in 0..9 {
+    ///     registry.track_query(format!("t{i}").as_str(), QueryStatus::Success, Duration::from_millis(50), 1, 10)?;
+    /// }
+    /// registry.track_query("slow", QueryStatus::Error, Duration::from_secs(5), 0, 0)?;
+    ///
+    /// let view = registry.view();
+    /// assert_eq!(view.platform.queries.total, 10);
+    /// assert!((view.platform.queries.avg_ms - 545.0).abs() < 1.0);
+    /// assert_eq!(view.tenants[0].tenant, "slow"); // worst first
+    /// # Ok::<(), tenant_otel::InvalidTenantId>(())
+    /// ```
+    pub fn view(&self) -> PlatformView {
+        let mut platform = PlatformSummary {
+            tenants: self.len(),
+            max_tenants: self.max_tenants(),
+            overflowed_requests: self.overflowed_requests(),
+            ..PlatformSummary::default()
+        };
+        let now = Instant::now();
+        let mut tenants: Vec<TenantView> = self
+            .all_entries()
+            .iter()
+            .map(|e| TenantView::of(e, now))
+            .filter(|v| !v.is_idle() || !is_shared(v))
+            .collect();
+        for t in &tenants {
+            platform.requests.add(&t.requests);
+            platform.queries.add(&t.queries);
+        }
+        tenants.sort_by(worst_first);
+        PlatformView { platform, tenants }
+    }
+
+    /// One tenant's view by metric label (`__overflow__` and `__unknown__` included), or `None`
+    /// for a tenant without its own label.
+    ///
+    /// ```
+    /// use tenant_otel::{QueryOutcome, TenantRegistry};
+    ///
+    /// let registry = TenantRegistry::builder().build();
+    /// registry.start_query("finance-team")?.end(QueryOutcome::success());
+    /// let finance = registry.tenant_view("finance-team").unwrap();
+    /// assert_eq!(finance.queries.success, 1);
+    /// assert!(registry.tenant_view("nobody").is_none());
+    /// # Ok::<(), tenant_otel::InvalidTenantId>(())
+    /// ```
+    #[doc(alias = "get_tenant_metrics")]
+    pub fn tenant_view(&self, id: &str) -> Option<TenantView> {
+        self.entry_for_label(id)
+            .map(|e| TenantView::of(&e, Instant::now()))
+    }
+}
+
+fn is_shared(v: &TenantView) -> bool {
+    v.tenant == OVERFLOW_TENANT || v.tenant == UNKNOWN_TENANT
+}
