@@ -45,39 +45,31 @@ impl Route {
     }
 }
 
-pub(super) struct InFlight {
-    cx: Context,
-    tenant: Tenant,
-    registry: TenantRegistry,
-    method: usize,
-    route: Option<Route>,
-    start: Instant,
-    status: Option<StatusCode>,
+/// What is known of a request when it comes in.
+pub(super) struct Started {
+    /// The server span and baggage, attached while user code runs.
+    pub(super) cx: Context,
+    pub(super) tenant: Tenant,
+    pub(super) registry: TenantRegistry,
+    pub(super) method: usize,
+    pub(super) route: Option<Route>,
+    pub(super) start: Instant,
     /// A gRPC call, whose outcome is in `grpc-status` rather than the HTTP status.
-    grpc: bool,
+    pub(super) grpc: bool,
+}
+
+pub(super) struct InFlight {
+    req: Started,
+    status: Option<StatusCode>,
     grpc_status: Option<u8>,
     done: bool,
 }
 
 impl InFlight {
-    pub(super) fn new(
-        cx: Context,
-        tenant: Tenant,
-        registry: TenantRegistry,
-        method: usize,
-        route: Option<Route>,
-        start: Instant,
-        grpc: bool,
-    ) -> Self {
+    pub(super) fn new(req: Started) -> Self {
         InFlight {
-            cx,
-            tenant,
-            registry,
-            method,
-            route,
-            start,
+            req,
             status: None,
-            grpc,
             grpc_status: None,
             done: false,
         }
@@ -86,7 +78,7 @@ impl InFlight {
     /// Reads `grpc-status` from a gRPC response's headers (a trailers-only response) or
     /// trailers: a gRPC call fails with HTTP 200, and only this says so.
     pub(super) fn observe_grpc_status(&mut self, headers: &http::HeaderMap) {
-        if !self.grpc {
+        if !self.req.grpc {
             return;
         }
         let Some(code) = headers
@@ -96,7 +88,7 @@ impl InFlight {
         else {
             return;
         };
-        self.cx.span().set_attribute(KeyValue::new(
+        self.req.cx.span().set_attribute(KeyValue::new(
             semconv::RPC_GRPC_STATUS_CODE,
             i64::from(code),
         ));
@@ -105,12 +97,12 @@ impl InFlight {
 
     /// The context (server span and baggage) to attach while user code runs.
     pub(super) fn context(&self) -> &Context {
-        &self.cx
+        &self.req.cx
     }
 
     /// Responses that carry no body by definition (RFC 9110): to HEAD, informational, 204, 304.
     pub(super) fn has_no_body(&self, status: StatusCode) -> bool {
-        self.method == semconv::HEAD
+        self.req.method == semconv::HEAD
             || status.is_informational()
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED
@@ -118,7 +110,7 @@ impl InFlight {
 
     pub(super) fn set_status(&mut self, status: StatusCode) {
         self.status = Some(status);
-        self.cx.span().set_attribute(KeyValue::new(
+        self.req.cx.span().set_attribute(KeyValue::new(
             semconv::HTTP_RESPONSE_STATUS_CODE,
             i64::from(status.as_u16()),
         ));
@@ -136,20 +128,21 @@ impl InFlight {
         self.done = true;
         let failure = Failure::classify(self.status, self.grpc_status, end);
         let end = Instant::now();
-        let span = self.cx.span();
+        let span = self.req.cx.span();
         if let Some(error) = failure.error_type(self.status) {
             span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error.clone()));
             span.set_status(Status::error(error));
         }
-        self.registry.request_finished(
-            &self.tenant,
+        let req = &self.req;
+        req.registry.request_finished(
+            &req.tenant,
             &Outcome {
-                method: self.method,
-                route: self.route.as_ref().map(|r| &*r.name),
-                route_id: self.route.as_ref().and_then(|r| r.id),
+                method: req.method,
+                route: req.route.as_ref().map(|r| &*r.name),
+                route_id: req.route.as_ref().and_then(|r| r.id),
                 status: self.status,
                 failure,
-                duration: end.saturating_duration_since(self.start),
+                duration: end.saturating_duration_since(req.start),
                 end,
             },
         );

@@ -13,7 +13,7 @@ use tower_service::Service;
 use super::body::TenantBody;
 use super::builder::{Config, MissingTenant};
 use super::future::ResponseFuture;
-use super::inflight::{matched_route, InFlight, Route};
+use super::inflight::{matched_route, InFlight, Route, Started};
 use super::span::{handler_context, server_span};
 use crate::instruments::semconv;
 use crate::registry::{Count, Tenant};
@@ -145,18 +145,18 @@ where
         };
 
         config.registry.request_started(&tenant, method);
-        let inflight = InFlight::new(
+        let grpc = is_grpc(&req);
+        let inflight = InFlight::new(Started {
             cx,
-            tenant.clone(),
-            config.registry.clone(),
+            tenant: tenant.clone(),
+            registry: config.registry.clone(),
             method,
             route,
             start,
-            is_grpc(&req),
-        );
+            grpc,
+        });
 
         if let Some(rejection) = rejection {
-            let grpc = is_grpc(&req);
             return ResponseFuture::rejected(inflight, rejection_message(config, &rejection), grpc);
         }
 
