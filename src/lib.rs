@@ -72,6 +72,7 @@
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod alert;
 mod classify;
 pub mod init;
 pub mod instruments;
@@ -83,6 +84,10 @@ mod stats;
 pub mod tenant;
 pub mod view;
 
+pub use alert::{
+    AlertEngine, AlertEvent, AlertKind, AlertRules, AlertState, AlertSubscription, AlertTask,
+    Reading, Severity,
+};
 pub use init::{init, InitError, Protocol, ShutdownError, Signal, Telemetry, TelemetryBuilder};
 pub use layer::{
     MissingTenant, ResponseFuture, TenantBody, TenantLayer, TenantLayerBuilder, TenantService,
@@ -93,10 +98,12 @@ pub use query::{
     MAX_RESOURCE_TYPE_LEN,
 };
 pub use registry::{
+    Clock, InvalidObjective, LatencyObjective, Objective, Slo, MAX_COMPLIANCE_DAYS,
+};
+pub use registry::{
     RegisterError, Tenant, TenantRegistry, TenantRegistryBuilder, DEFAULT_MAX_TENANTS,
     DEFAULT_WINDOW, MAX_QUOTA_RESOURCES,
 };
-pub use stats::{InvalidObjective, Objective};
 pub use tenant::{
     current_tenant, tenant_of, InvalidTenantId, RequestHead, TenantId, TenantInfo, TenantSource,
     MAX_TENANT_ID_LEN, MAX_TENANT_LABEL_LEN, MAX_TENANT_NAME_LEN, OVERFLOW_TENANT, TENANT_ID_KEY,

@@ -131,7 +131,7 @@ const CONTRACT: &[Row] = &[
         name: "tenant.sla.error_budget.remaining",
         kind: Kind::Gauge,
         unit: "1",
-        required: &["tenant.id", "tenant.tier"],
+        required: &["tenant.id", "tenant.tier", "slo"],
         optional: &[],
         prometheus: &["tenant_sla_error_budget_remaining_ratio"],
     },
@@ -139,7 +139,7 @@ const CONTRACT: &[Row] = &[
         name: "tenant.sla.burn_rate",
         kind: Kind::Gauge,
         unit: "",
-        required: &["tenant.id", "tenant.tier", "window"],
+        required: &["tenant.id", "tenant.tier", "window", "slo"],
         optional: &[],
         prometheus: &["tenant_sla_burn_rate"],
     },
@@ -365,7 +365,12 @@ async fn exported_instruments_match_the_contract_table() {
         .iter()
         .map(|p| attrs(p)["window"].clone())
         .collect();
-    assert_eq!(windows, ["1h", "5m"].map(String::from).into());
+    assert_eq!(
+        windows,
+        ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
+            .map(String::from)
+            .into()
+    );
     assert_eq!(total(&metrics["tenant.sla.burn_rate"], &acme), 0.0);
     // globex's one request failed (500): its budget is spent, and it burns at 1/(1-0.995).
     let globex = [("tenant.id", "globex"), ("tenant.tier", "unknown")];

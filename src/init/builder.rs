@@ -18,10 +18,11 @@ use super::error::InitError;
 use super::error::Signal;
 use super::export::{ExportTarget, Pipelines, Protocol};
 use super::telemetry::{default_filter, Telemetry, DEFAULT_SHUTDOWN_TIMEOUT};
+use crate::alert::{AlertEngine, AlertRules, DEFAULT_EVALUATION_INTERVAL};
 use crate::instruments::{names, SCOPE_NAME};
 use crate::propagation::{TenantLogProcessor, TenantSpanProcessor, W3c};
-use crate::registry::{TenantRegistry, TenantRegistryBuilder, DEFAULT_MAX_TENANTS};
-use crate::stats::Objective;
+use crate::registry::{TenantRegistry, TenantRegistryBuilder};
+use crate::stats::{Clock, Objective, Slo};
 use crate::tenant::TenantId;
 
 /// Configures [`Telemetry`]; every setting left alone comes from the environment or a default.
@@ -35,14 +36,14 @@ pub struct TelemetryBuilder {
     export_timeout: Option<Duration>,
     shutdown_timeout: Duration,
     temporality: Option<Temporality>,
-    max_tenants: usize,
-    allowlist: Option<Vec<TenantId>>,
-    window: Option<Duration>,
-    reclaim_after: Option<Duration>,
-    objectives: Vec<(String, Objective)>,
+    /// Everything the registry is built with but the meter provider.
+    registry: TenantRegistryBuilder,
     install_subscriber: bool,
     console_logs: bool,
     set_globals: bool,
+    alert_rules: AlertRules,
+    /// `None`: no background evaluation.
+    alert_interval: Option<Duration>,
 }
 
 impl Default for TelemetryBuilder {
@@ -55,14 +56,12 @@ impl Default for TelemetryBuilder {
             export_timeout: None,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             temporality: None,
-            max_tenants: DEFAULT_MAX_TENANTS,
-            allowlist: None,
-            window: None,
-            reclaim_after: None,
-            objectives: Vec::new(),
+            registry: TenantRegistry::builder(),
             install_subscriber: true,
             console_logs: true,
             set_globals: true,
+            alert_rules: AlertRules::default(),
+            alert_interval: Some(DEFAULT_EVALUATION_INTERVAL),
         }
     }
 }
@@ -118,14 +117,14 @@ impl TelemetryBuilder {
 
     /// The cap on distinct tenant labels (default 1000).
     pub fn max_tenants(mut self, max: usize) -> Self {
-        self.max_tenants = max;
+        self.registry = self.registry.max_tenants(max);
         self
     }
 
     /// Only these tenants get their own label (an allowlist longer than the cap raises the
     /// cap to its length).
     pub fn allowlist<I: IntoIterator<Item = TenantId>>(mut self, tenants: I) -> Self {
-        self.allowlist = Some(tenants.into_iter().collect());
+        self.registry = self.registry.allowlist(tenants);
         self
     }
 
@@ -134,7 +133,7 @@ impl TelemetryBuilder {
     /// [`TenantRegistryBuilder::reclaim_idle_after`](crate::TenantRegistryBuilder::reclaim_idle_after)).
     /// For long-lived processes whose tenants come and go.
     pub fn reclaim_idle_tenants_after(mut self, idle: Duration) -> Self {
-        self.reclaim_after = Some(idle);
+        self.registry = self.registry.reclaim_idle_after(idle);
         self.temporality = Some(Temporality::Delta);
         self
     }
@@ -142,13 +141,27 @@ impl TelemetryBuilder {
     /// The SLA objective of tenants of `tier` (see
     /// [`TenantRegistryBuilder::objective`](crate::TenantRegistryBuilder::objective)).
     pub fn objective(mut self, tier: &str, objective: Objective) -> Self {
-        self.objectives.push((tier.to_owned(), objective));
+        self.registry = self.registry.objective(tier, objective);
+        self
+    }
+
+    /// The objectives of tenants of `tier` (see
+    /// [`TenantRegistryBuilder::slo`](crate::TenantRegistryBuilder::slo)).
+    pub fn slo(mut self, tier: &str, slo: Slo) -> Self {
+        self.registry = self.registry.slo(tier, slo);
+        self
+    }
+
+    /// The error budget's compliance window in days (default 30; see
+    /// [`TenantRegistryBuilder::compliance_days`](crate::TenantRegistryBuilder::compliance_days)).
+    pub fn compliance_days(mut self, days: u32) -> Self {
+        self.registry = self.registry.compliance_days(days);
         self
     }
 
     /// The sliding window of the in-process view (default 60 s).
     pub fn window(mut self, window: Duration) -> Self {
-        self.window = Some(window);
+        self.registry = self.registry.window(window);
         self
     }
 
@@ -171,9 +184,36 @@ impl TelemetryBuilder {
         self
     }
 
+    /// The rules of the in-process alerts (default: [`AlertRules::default`]).
+    pub fn alert_rules(mut self, rules: AlertRules) -> Self {
+        self.alert_rules = rules;
+        self
+    }
+
+    /// How often the alert rules are evaluated in the background (default 10 s).
+    pub fn alert_interval(mut self, every: Duration) -> Self {
+        self.alert_interval = Some(every);
+        self
+    }
+
+    /// Don't evaluate alerts in the background: call
+    /// [`AlertEngine::evaluate`](crate::AlertEngine::evaluate) yourself (on a simulated clock,
+    /// say).
+    pub fn without_alert_task(mut self) -> Self {
+        self.alert_interval = None;
+        self
+    }
+
+    /// The clock every window, alert and limit reads (default: the system's; see
+    /// [`TenantRegistryBuilder::clock`](crate::TenantRegistryBuilder::clock)).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.registry = self.registry.clock(clock);
+        self
+    }
+
     /// Builds the providers, the registry and (unless turned off) the global subscriber.
     pub fn init(self) -> Result<Telemetry, InitError> {
-        let registry = self.registry_builder();
+        let registry = self.registry.clone();
         let mut resource = Resource::builder();
         if let Some(name) = &self.service_name {
             resource = resource.with_service_name(name.clone());
@@ -212,7 +252,14 @@ impl TelemetryBuilder {
             opentelemetry::global::set_text_map_propagator(W3c);
         }
 
+        let alerts = AlertEngine::new(&registry, self.alert_rules.clone());
+        let alert_task = match self.alert_interval {
+            Some(every) => Some(alerts.spawn(every).map_err(InitError::AlertTask)?),
+            None => None,
+        };
         let telemetry = Telemetry {
+            alerts,
+            alert_task: Mutex::new(alert_task),
             tracer_provider,
             meter_provider,
             logger_provider,
@@ -238,25 +285,6 @@ impl TelemetryBuilder {
                 .try_init();
         }
         Ok(telemetry)
-    }
-
-    /// The registry's settings, all but the meter provider, which is built after them: its
-    /// cardinality view needs the registry's cap.
-    fn registry_builder(&self) -> TenantRegistryBuilder {
-        let mut registry = TenantRegistry::builder().max_tenants(self.max_tenants);
-        if let Some(window) = self.window {
-            registry = registry.window(window);
-        }
-        if let Some(idle) = self.reclaim_after {
-            registry = registry.reclaim_idle_after(idle);
-        }
-        for (tier, objective) in &self.objectives {
-            registry = registry.objective(tier, *objective);
-        }
-        if let Some(allow) = &self.allowlist {
-            registry = registry.allowlist(allow.iter().cloned());
-        }
-        registry
     }
 }
 

@@ -44,6 +44,8 @@ pub enum InitError {
     },
     /// The gRPC exporter's runtime could not be started.
     ExportRuntime(std::io::Error),
+    /// The alert evaluation thread could not be started.
+    AlertTask(std::io::Error),
     /// An exporter could not be built (a malformed endpoint, say).
     Exporter {
         /// The signal whose exporter failed.
@@ -65,6 +67,7 @@ impl fmt::Display for InitError {
                 "OTLP protocol {protocol:?} needs the crate feature `{feature}`"
             ),
             InitError::ExportRuntime(_) => f.write_str("the export runtime could not start"),
+            InitError::AlertTask(_) => f.write_str("the alert evaluation thread could not start"),
             InitError::Exporter { signal, .. } => {
                 write!(f, "the {signal} exporter could not be built")
             }
@@ -75,7 +78,7 @@ impl fmt::Display for InitError {
 impl Error for InitError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            InitError::ExportRuntime(e) => Some(e),
+            InitError::ExportRuntime(e) | InitError::AlertTask(e) => Some(e),
             InitError::Exporter { source, .. } => Some(&**source),
             InitError::UnsupportedProtocol(_) | InitError::MissingFeature { .. } => None,
         }

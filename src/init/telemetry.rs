@@ -15,6 +15,7 @@ use tracing_subscriber::{EnvFilter, Layer as _};
 use super::builder::TelemetryBuilder;
 use super::error::{ShutdownError, Signal};
 use super::export::ExportRuntime;
+use crate::alert::{AlertEngine, AlertTask};
 use crate::instruments::scope;
 use crate::layer::{TenantLayer, TenantLayerBuilder};
 use crate::registry::TenantRegistry;
@@ -36,6 +37,9 @@ pub struct Telemetry {
     #[cfg(feature = "prometheus")]
     pub(super) prometheus: prometheus::Registry,
     pub(super) shut_down: AtomicBool,
+    pub(super) alerts: AlertEngine,
+    /// Stopped at shutdown.
+    pub(super) alert_task: Mutex<Option<AlertTask>>,
 }
 
 impl Telemetry {
@@ -60,6 +64,11 @@ impl Telemetry {
     /// The tenant registry: cap, in-process statistics, the query API's home.
     pub fn registry(&self) -> &TenantRegistry {
         &self.registry
+    }
+
+    /// The in-process alerts: subscribe to them, read what is firing, evaluate by hand.
+    pub fn alerts(&self) -> &AlertEngine {
+        &self.alerts
     }
 
     /// The tracer provider.
@@ -121,6 +130,16 @@ impl Telemetry {
     pub fn shutdown(&self) -> Result<(), ShutdownError> {
         if self.shut_down.swap(true, Ordering::AcqRel) {
             return Ok(());
+        }
+        // A last evaluation, so what fired in the final seconds is not lost with the process.
+        if let Some(task) = self
+            .alert_task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            task.stop();
+            self.alerts.evaluate();
         }
         let timeout = self.shutdown_timeout;
         let failures = [

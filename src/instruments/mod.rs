@@ -10,6 +10,7 @@
 mod http;
 pub mod names;
 mod observe;
+mod operator;
 mod query;
 pub(crate) mod semconv;
 
@@ -17,6 +18,7 @@ use opentelemetry::InstrumentationScope;
 
 pub(crate) use http::HttpInstruments;
 pub(crate) use observe::{register as register_observers, Observe, Observers, Report};
+pub(crate) use operator::OperatorInstruments;
 pub(crate) use query::{QueryEnd, QueryInstruments, QuerySeries};
 
 /// Bucket boundaries in seconds for request durations (the HTTP semantic conventions' advice).

@@ -27,3 +27,5 @@ pub const TENANT_SLA_BURN_RATE: &str = "tenant.sla.burn_rate";
 pub const TENANT_SLA_ERROR_BUDGET_REMAINING: &str = "tenant.sla.error_budget.remaining";
 /// Gauge, fraction: each tenant's share of the work in flight and of the busy time.
 pub const TENANT_RESOURCE_SHARE: &str = "tenant.resource.share";
+/// Counter: alerts that fired, by tenant, tier and rule (`alert`).
+pub const TENANT_ALERTS: &str = "tenant.alerts";

@@ -22,7 +22,11 @@ pub(crate) const TENANT_NAME: Key = Key::from_static_str("tenant.name");
 /// `success` or `error`, on the `rag.*` instruments.
 pub(crate) const STATUS: Key = Key::from_static_str("status");
 pub(crate) const RESOURCE_TYPE: Key = Key::from_static_str("resource_type");
-/// The burn rate's window (`5m`, `1h`).
+/// The rule of `tenant.alerts`.
+pub(crate) const ALERT: Key = Key::from_static_str("alert");
+/// Which objective an SLA gauge or alert is about (`availability`, `latency`).
+pub(crate) const SLO: Key = Key::from_static_str("slo");
+/// The burn rate's window (`5m`, `30m`, `1h`, `2h`, `6h`, `1d`, `3d`).
 pub(crate) const WINDOW: Key = Key::from_static_str("window");
 /// What `tenant.resource.share` is a share of (`inflight`, `busy_time`).
 pub(crate) const RESOURCE: Key = Key::from_static_str("resource");

@@ -127,7 +127,7 @@ impl InFlight {
         }
         self.done = true;
         let failure = Failure::classify(self.status, self.grpc_status, end);
-        let end = Instant::now();
+        let end = self.req.registry.now();
         let span = self.req.cx.span();
         if let Some(error) = failure.error_type(self.status) {
             span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error.clone()));

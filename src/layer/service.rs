@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
-use std::time::Instant;
 
 use http::{Request, Response};
 use opentelemetry::baggage::BaggageExt;
@@ -93,7 +92,7 @@ where
         if config.excluded.iter().any(|p| **p == *path) {
             return ResponseFuture::passthrough(self.inner.call(req));
         }
-        let start = Instant::now();
+        let start = config.registry.now();
 
         // The caller's context only: whatever is current on this thread is not this request's.
         // With the standard propagators and neither header present there is nothing to extract.

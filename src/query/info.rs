@@ -28,6 +28,8 @@ impl TenantRegistry {
     pub fn register_tenant(&self, id: &str, info: TenantInfo) -> Result<Tenant, RegisterError> {
         let tenant = self.register(id)?;
         tenant.entry().set_info(info);
+        // The tier may have changed, and with it the objectives.
+        self.refresh_slo(tenant.entry());
         Ok(tenant)
     }
 }

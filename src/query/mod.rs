@@ -27,7 +27,7 @@ pub use outcome::{InvalidQueryStatus, QueryOutcome, QueryStatus};
 pub use quota::{QuotaError, MAX_RESOURCE_TYPE_LEN};
 
 use crate::instruments::{QueryEnd, QuerySeries};
-use crate::registry::{Count, Tenant, TenantEntry, TenantRegistry};
+use crate::registry::{Clock, Count, Tenant, TenantEntry, TenantRegistry};
 use crate::tenant::{validate_client_id, InvalidTenantId, TenantId};
 
 /// Something the query API can find a tenant from: a raw id (`&str`, `&String`), a
@@ -95,6 +95,7 @@ impl QueryTenant for Tenant {
 #[must_use = "dropping the guard at once records a cancelled query"]
 pub struct QueryGuard {
     tenant: Tenant,
+    clock: Clock,
     started: Instant,
     ended: bool,
 }
@@ -108,7 +109,7 @@ impl QueryGuard {
 
     /// Time since the query started.
     pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
+        self.clock.now().saturating_duration_since(self.started)
     }
 
     /// Ends the query and records it; returns its duration.
@@ -124,7 +125,7 @@ impl QueryGuard {
     }
 
     fn record(&self, end: QueryEnd, error: bool, docs: Option<u64>, tokens: u64) -> Duration {
-        let now = Instant::now();
+        let now = self.clock.now();
         let duration = now.saturating_duration_since(self.started);
         let entry = self.tenant.entry();
         if let Some(series) = entry.query_series.get() {
@@ -173,13 +174,15 @@ impl TenantRegistry {
     #[doc(alias = "start_query_tracking")]
     pub fn start_query(&self, tenant: impl QueryTenant) -> Result<QueryGuard, InvalidTenantId> {
         let tenant = tenant.resolve_in(self)?;
-        let started = Instant::now();
+        let clock = self.clock().clone();
+        let started = clock.now();
         // Made now, so `rag.active_queries` reports this tenant from its first query on; it is
         // observed from the in-flight count at collection time.
         self.query_series(tenant.entry());
         tenant.entry().queries.start();
         Ok(QueryGuard {
             tenant,
+            clock,
             started,
             ended: false,
         })
@@ -215,7 +218,7 @@ impl TenantRegistry {
             .record(status.end(), duration, Some(docs), tokens);
         entry
             .queries
-            .record(duration, status.is_error(), Instant::now());
+            .record(duration, status.is_error(), self.now());
         Ok(())
     }
 

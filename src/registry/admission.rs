@@ -132,10 +132,12 @@ impl Inner {
     /// Inserts after a slot was reserved; gives the slot back if another thread won the race.
     fn insert(&self, id: TenantId) -> Arc<TenantEntry> {
         let key = Arc::clone(id.shared());
-        let clock = self.reclaim_after.map(|_| self.epoch);
+        let clock = self.reclaim_after.map(|_| (self.clock.clone(), self.epoch));
         let tenants = self.tenants.pin();
         match tenants.try_insert_with(key, || {
-            let entry = TenantEntry::new(id, false, self.window, clock);
+            let entry = TenantEntry::new(id, false, self.window, self.clock.now(), clock);
+            // No tier yet: the default objectives, until registration names one.
+            entry.apply_slo(self.slo.of(None));
             entry.touch();
             Arc::new(entry)
         }) {

@@ -2,14 +2,16 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use opentelemetry::metrics::{Meter, MeterProvider};
 
 use super::entry::TenantEntry;
 use super::{Hasher, Inner, TenantRegistry, DEFAULT_MAX_TENANTS, DEFAULT_WINDOW};
-use crate::instruments::{register_observers, scope, HttpInstruments, QueryInstruments};
-use crate::stats::{Objective, Objectives};
+use crate::instruments::{
+    register_observers, scope, HttpInstruments, OperatorInstruments, QueryInstruments,
+};
+use crate::stats::{Clock, Objective, Slo, SloPolicy, MAX_COMPLIANCE_DAYS};
 use crate::tenant::{TenantId, OVERFLOW_TENANT, UNKNOWN_TENANT};
 
 /// Builds a [`TenantRegistry`].
@@ -21,7 +23,8 @@ pub struct TenantRegistryBuilder {
     meter: Option<Meter>,
     window: Duration,
     reclaim_after: Option<Duration>,
-    objectives: Objectives,
+    slo: SloPolicy,
+    clock: Clock,
 }
 
 impl Default for TenantRegistryBuilder {
@@ -32,7 +35,8 @@ impl Default for TenantRegistryBuilder {
             meter: None,
             window: DEFAULT_WINDOW,
             reclaim_after: None,
-            objectives: Objectives::default(),
+            slo: SloPolicy::default(),
+            clock: Clock::system(),
         }
     }
 }
@@ -126,7 +130,40 @@ impl TenantRegistryBuilder {
     /// # Ok::<(), tenant_otel::InvalidObjective>(())
     /// ```
     pub fn objective(mut self, tier: &str, objective: Objective) -> Self {
-        self.objectives.set(tier, objective);
+        self.slo.set_availability(tier, objective);
+        self
+    }
+
+    /// The objectives of tenants of `tier`: availability and, optionally, latency (default:
+    /// availability alone, as [`objective`](Self::objective) gives it). A tenant can have its
+    /// own with [`TenantRegistry::set_tenant_slo`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tenant_otel::{Objective, Slo, TenantRegistry};
+    ///
+    /// let premium = Slo::availability(Objective::new(0.999)?)
+    ///     .with_latency(Duration::from_secs(1), Objective::new(0.99)?);
+    /// let registry = TenantRegistry::builder().slo("premium", premium).build();
+    /// # let _ = registry;
+    /// # Ok::<(), tenant_otel::InvalidObjective>(())
+    /// ```
+    pub fn slo(mut self, tier: &str, slo: Slo) -> Self {
+        self.slo.set(tier, slo);
+        self
+    }
+
+    /// The compliance window the error budget is counted over, in days (default 30; at most
+    /// [`MAX_COMPLIANCE_DAYS`], at least 1).
+    pub fn compliance_days(mut self, days: u32) -> Self {
+        self.slo.compliance_days = days.clamp(1, MAX_COMPLIANCE_DAYS);
+        self
+    }
+
+    /// The clock every window, alert and limit reads (default: the system's). A
+    /// [`Clock::manual`] runs the registry on simulated time.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -143,13 +180,17 @@ impl TenantRegistryBuilder {
             .meter
             .clone()
             .unwrap_or_else(|| opentelemetry::global::meter_with_scope(scope()));
+        let epoch = self.clock.now();
         let shared = |name| {
-            Arc::new(TenantEntry::new(
+            let entry = TenantEntry::new(
                 TenantId::from_validated(name),
                 true,
                 self.window,
+                epoch,
                 None,
-            ))
+            );
+            entry.apply_slo(self.slo.of(None));
+            Arc::new(entry)
         };
         let max_tenants = self.effective_max_tenants();
         let inner = Arc::new_cyclic(|weak| Inner {
@@ -162,13 +203,15 @@ impl TenantRegistryBuilder {
             overflowed: AtomicU64::new(0),
             routes: papaya::HashMap::with_hasher(Hasher::default()),
             next_route: AtomicU32::new(0),
-            epoch: Instant::now(),
+            clock: self.clock.clone(),
+            epoch,
             reclaim_after: self.reclaim_after,
             last_sweep_ms: AtomicU64::new(0),
             window: self.window,
-            objectives: self.objectives,
+            slo: self.slo.clone(),
             http: HttpInstruments::new(&meter),
             query: QueryInstruments::new(&meter),
+            operator: OperatorInstruments::new(&meter),
             _observers: register_observers(&meter, weak.clone()),
         });
         let registry = TenantRegistry { inner };

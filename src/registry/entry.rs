@@ -15,7 +15,7 @@ use super::Hasher;
 use crate::classify::Failure;
 use crate::instruments::semconv::{self, METHOD_SLOTS};
 use crate::instruments::{HttpInstruments, QuerySeries};
-use crate::stats::{SlaWindow, Stats};
+use crate::stats::{Clock, Load, Slo, SloWindows, Stats};
 use crate::tenant::{TenantId, TenantInfo, TENANT_ID_KEY};
 
 /// Distinct (method, route, status) series bound per tenant before falling back to unbound
@@ -41,8 +41,12 @@ pub(crate) struct TenantEntry {
     methods_seen: AtomicU16,
     durations: RwLock<HashMap<SeriesKey, BoundHistogram<f64>, Hasher>>,
     pub(crate) requests: Stats,
-    /// The last hour of request outcomes, for the SLA gauges.
-    pub(crate) sla: SlaWindow,
+    /// Request outcomes over every SLO window.
+    pub(crate) slo: SloWindows,
+    /// Requests slower than this count against the latency objective (`u64::MAX`: none).
+    slow_after_micros: AtomicU64,
+    /// This tenant's own objectives, instead of its tier's.
+    slo_override: RwLock<Option<Slo>>,
     pub(crate) queries: Stats,
     /// Made on the first query, so tenants that only serve HTTP report no `rag.*` series.
     pub(crate) query_series: OnceLock<QuerySeries>,
@@ -52,8 +56,9 @@ pub(crate) struct TenantEntry {
     pub(super) last_seen_ms: AtomicU64,
     /// Where the entry is in its life under idle reclaim (see `reclaim`).
     pub(super) state: AtomicU8,
-    /// The registry's epoch, when idle tenants are reclaimed (`touch` is free otherwise).
-    pub(super) clock: Option<Instant>,
+    /// The registry's clock and epoch, when idle tenants are reclaimed (`touch` is free
+    /// otherwise).
+    pub(super) clock: Option<(Clock, Instant)>,
     /// A context holding baggage `tenant.id`, the base of every request's context.
     context: Context,
 }
@@ -113,9 +118,9 @@ impl TenantEntry {
         id: TenantId,
         overflow: bool,
         window: Duration,
-        clock: Option<Instant>,
+        now: Instant,
+        clock: Option<(Clock, Instant)>,
     ) -> Self {
-        let now = Instant::now();
         TenantEntry {
             kv: id.to_key_value(),
             context: Context::new().with_baggage([KeyValue::new(TENANT_ID_KEY, id.to_value())]),
@@ -125,7 +130,9 @@ impl TenantEntry {
             methods_seen: AtomicU16::new(0),
             durations: RwLock::new(HashMap::with_hasher(Hasher::default())),
             requests: Stats::new(window, now),
-            sla: SlaWindow::default(),
+            slo: SloWindows::default(),
+            slow_after_micros: AtomicU64::new(u64::MAX),
+            slo_override: RwLock::new(None),
             queries: Stats::new(window, now),
             query_series: OnceLock::new(),
             quota: RwLock::new(Vec::new()),
@@ -231,6 +238,18 @@ impl TenantEntry {
             .collect()
     }
 
+    /// Requests and queries in flight, and the busy time over the sliding window.
+    pub(crate) fn load(&self, now: Instant) -> Load {
+        let active = self.requests.active().max(0) + self.queries.active().max(0);
+        Load {
+            inflight: u64::try_from(active).unwrap_or(0),
+            busy_micros: self
+                .requests
+                .window_busy_micros(now)
+                .saturating_add(self.queries.window_busy_micros(now)),
+        }
+    }
+
     pub(super) fn request_started(&self, method: usize) {
         let method = method.min(METHOD_SLOTS - 1);
         let bit = 1u16 << method;
@@ -257,11 +276,33 @@ impl TenantEntry {
         }
     }
 
-    pub(super) fn request_finished(&self, http: &HttpInstruments, minute: u64, o: &Outcome<'_>) {
+    /// The tenant's own objectives, if set.
+    pub(crate) fn slo_override(&self) -> Option<Slo> {
+        *read(&self.slo_override)
+    }
+
+    /// Sets (or clears) the tenant's own objectives; `effective` is what now applies.
+    pub(super) fn set_slo(&self, own: Option<Slo>, effective: Slo) {
+        *self.slo_override.write().unwrap_or_else(|e| e.into_inner()) = own;
+        self.apply_slo(effective);
+    }
+
+    /// Prepares the recording path for the objectives that apply now.
+    pub(super) fn apply_slo(&self, effective: Slo) {
+        let micros = effective.latency().map_or(u64::MAX, |l| {
+            u64::try_from(l.threshold().as_micros()).unwrap_or(u64::MAX)
+        });
+        self.slow_after_micros.store(micros, Ordering::Relaxed);
+    }
+
+    /// Records a finished request, `secs` seconds after the registry's epoch.
+    pub(super) fn request_finished(&self, http: &HttpInstruments, secs: u64, o: &Outcome<'_>) {
         self.active[o.method.min(METHOD_SLOTS - 1)].fetch_sub(1, Ordering::Relaxed);
         self.requests
             .finish(o.duration, o.failure.is_failure(), o.end);
-        self.sla.record(minute, o.failure.spends_budget());
+        let slow =
+            o.duration.as_micros() >= u128::from(self.slow_after_micros.load(Ordering::Relaxed));
+        self.slo.record(secs, o.failure.spends_budget(), slow);
         self.touch();
 
         let seconds = o.duration.as_secs_f64();

@@ -23,7 +23,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use crate::stats::{InvalidObjective, Objective};
+pub use crate::stats::{
+    Clock, InvalidObjective, LatencyObjective, Objective, Slo, MAX_COMPLIANCE_DAYS,
+};
 pub use admission::RegisterError;
 pub use builder::TenantRegistryBuilder;
 pub use entry::MAX_QUOTA_RESOURCES;
@@ -32,8 +34,8 @@ pub use handle::Tenant;
 pub(crate) use admission::Count;
 pub(crate) use entry::{Outcome, TenantEntry, TooManyResources, MAX_SERIES_PER_TENANT};
 
-use crate::instruments::{HttpInstruments, Observers, QueryInstruments};
-use crate::stats::{Objectives, StatsSnapshot};
+use crate::instruments::{HttpInstruments, Observers, OperatorInstruments, QueryInstruments};
+use crate::stats::{SloPolicy, StatsSnapshot};
 use crate::tenant::{
     validate_client_id, InvalidTenantId, TenantId, OVERFLOW_TENANT, UNKNOWN_TENANT,
 };
@@ -94,7 +96,9 @@ struct Inner {
     /// reused for every span's `http.route`.
     routes: papaya::HashMap<Arc<str>, u32, Hasher>,
     next_route: AtomicU32,
-    /// Reference point of the entries' clocks and of the SLA's minutes.
+    /// Where every window reads the time.
+    clock: Clock,
+    /// Reference point of the entries' clocks and of the SLO buckets.
     epoch: Instant,
     /// Idle time after which an unpinned tenant gives its slot back, if reclaiming is on.
     reclaim_after: Option<Duration>,
@@ -102,9 +106,10 @@ struct Inner {
     /// a flood of new ids past the cap does not scan the map on every request.
     last_sweep_ms: AtomicU64,
     window: Duration,
-    objectives: Objectives,
+    slo: SloPolicy,
     http: HttpInstruments,
     query: QueryInstruments,
+    operator: OperatorInstruments,
     /// Kept so the observable instruments' callbacks live as long as the registry.
     _observers: Observers,
 }
@@ -178,7 +183,7 @@ impl TenantRegistry {
     /// `__unknown__` included), if it has one.
     pub fn request_stats(&self, label: &str) -> Option<StatsSnapshot> {
         self.entry_for_label(label)
-            .map(|e| e.requests.snapshot(Instant::now()))
+            .map(|e| e.requests.snapshot(self.now()))
     }
 
     /// The entry of a metric label, the shared ones included.
@@ -204,10 +209,86 @@ impl TenantRegistry {
 
     /// Records a finished request of `tenant`: duration series, statistics, SLA window.
     pub(crate) fn request_finished(&self, tenant: &Tenant, outcome: &Outcome<'_>) {
-        let minute = self.inner.minute(outcome.end);
+        let secs = self.inner.secs(outcome.end);
         tenant
             .entry()
-            .request_finished(&self.inner.http, minute, outcome);
+            .request_finished(&self.inner.http, secs, outcome);
+    }
+
+    /// The time, from the registry's clock.
+    pub(crate) fn now(&self) -> Instant {
+        self.inner.clock.now()
+    }
+
+    /// The clock every window, alert and limit of this registry reads.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// The objectives that apply to `tenant`: its own, else its tier's.
+    ///
+    /// ```
+    /// use tenant_otel::{TenantInfo, TenantRegistry};
+    ///
+    /// let registry = TenantRegistry::builder().build();
+    /// let acme = registry.register_tenant("acme", TenantInfo::new("Acme", "premium", "eu"))?;
+    /// assert_eq!(registry.slo(&acme).availability_objective().get(), 0.999);
+    /// # Ok::<(), tenant_otel::RegisterError>(())
+    /// ```
+    pub fn slo(&self, tenant: &Tenant) -> Slo {
+        self.inner.slo_of(tenant.entry())
+    }
+
+    /// Gives `id` objectives of its own instead of its tier's (`None`: back to the tier's),
+    /// from now on; the tenant is registered for good if it was not.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tenant_otel::{Objective, Slo, TenantRegistry};
+    ///
+    /// let registry = TenantRegistry::builder().build();
+    /// let strict = Slo::availability(Objective::new(0.9999)?)
+    ///     .with_latency(Duration::from_millis(250), Objective::new(0.99)?);
+    /// let acme = registry.set_tenant_slo("acme", Some(strict))?;
+    /// assert_eq!(registry.slo(&acme), strict);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_tenant_slo(&self, id: &str, slo: Option<Slo>) -> Result<Tenant, RegisterError> {
+        let tenant = self.register(id)?;
+        let entry = tenant.entry();
+        let effective = slo.unwrap_or_else(|| self.inner.slo.of(entry.tier().as_deref()));
+        entry.set_slo(slo, effective);
+        Ok(tenant)
+    }
+
+    /// [`slo`](Self::slo) of an entry.
+    pub(crate) fn slo_of_entry(&self, entry: &TenantEntry) -> Slo {
+        self.inner.slo_of(entry)
+    }
+
+    /// The compliance window of the error budget, in days.
+    pub fn compliance_days(&self) -> u32 {
+        self.inner.slo.compliance_days
+    }
+
+    /// Seconds from the registry's epoch to `at`: the time SLO buckets are kept in.
+    pub(crate) fn secs(&self, at: Instant) -> u64 {
+        self.inner.secs(at)
+    }
+
+    /// Calls `f` with every entry, the shared ones last.
+    pub(crate) fn for_each_entry(&self, f: impl FnMut(&TenantEntry)) {
+        self.inner.for_each_entry(f);
+    }
+
+    /// Applies the tier's objectives to `entry`, unless it has its own: after its tier changed.
+    pub(crate) fn refresh_slo(&self, entry: &TenantEntry) {
+        entry.apply_slo(self.inner.slo_of(entry));
+    }
+
+    /// The alert and shedding counters.
+    pub(crate) fn operator_instruments(&self) -> &OperatorInstruments {
+        &self.inner.operator
     }
 
     /// The query instruments, for binding a tenant's `rag.*` series.
@@ -239,7 +320,7 @@ impl TenantRegistry {
                     crate::classify::End::Completed,
                 ),
                 duration,
-                end: Instant::now(),
+                end: self.now(),
             },
         );
     }
@@ -259,9 +340,14 @@ impl Inner {
         self.for_each_arc(|e| f(e));
     }
 
-    /// The SLA's minute of `at`, counted from the registry's epoch.
-    fn minute(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.epoch).as_secs() / 60
+    fn secs(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_secs()
+    }
+
+    fn slo_of(&self, entry: &TenantEntry) -> Slo {
+        entry
+            .slo_override()
+            .unwrap_or_else(|| self.slo.of(entry.tier().as_deref()))
     }
 }
 

@@ -1,31 +1,45 @@
 //! What the observable instruments read at each collection: in-flight counts, `tenant.info`,
 //! resource shares and the SLA gauges, from the registry's live entries.
 
-use std::time::Instant;
-
 use opentelemetry::{KeyValue, StringValue};
 
+use super::entry::TenantEntry;
 use super::Inner;
 use crate::instruments::semconv;
 use crate::instruments::{Observe, Report};
-use crate::stats::{read_sla, shares, Load, SlaReading};
+use crate::stats::{shares, Objective, Sli, SloWindows, WINDOWS};
+
+/// One SLI of one tenant, as the SLA gauges read it.
+struct SliSource<'a> {
+    windows: &'a SloWindows,
+    sli: Sli,
+    objective: Objective,
+    /// `tenant.id`, `tenant.tier` and `slo`.
+    attributes: &'a [KeyValue; 3],
+}
 
 impl Inner {
-    /// Each tenant with an SLA reading now, with its `tenant.id` and `tenant.tier` attributes.
-    fn sla_readings(&self, mut report: impl FnMut(&SlaReading, &[KeyValue])) {
-        let minute = self.minute(Instant::now());
-        self.for_each_entry(|e| {
-            let tier = e.tier();
-            let objective = self.objectives.of(tier.as_deref());
-            if let Some(reading) = read_sla(&e.sla, minute, objective) {
-                let tier = StringValue::from(tier.unwrap_or_else(|| "unknown".to_owned()));
-                report(
-                    &reading,
-                    &[
-                        e.key_value().clone(),
-                        KeyValue::new(semconv::TENANT_TIER, tier),
-                    ],
-                );
+    /// Each SLI of each tenant, with the attributes its gauges carry.
+    fn for_each_sli(&self, mut report: impl FnMut(&SliSource<'_>)) {
+        self.for_each_entry(|e: &TenantEntry| {
+            let slo = self.slo_of(e);
+            let tier = StringValue::from(e.tier().unwrap_or_else(|| "unknown".to_owned()));
+            let slis = [
+                Some((Sli::Availability, slo.availability_objective())),
+                slo.latency().map(|l| (Sli::Latency, l.target())),
+            ];
+            for (sli, objective) in slis.into_iter().flatten() {
+                let attributes = [
+                    e.key_value().clone(),
+                    KeyValue::new(semconv::TENANT_TIER, tier.clone()),
+                    KeyValue::new(semconv::SLO, sli.label()),
+                ];
+                report(&SliSource {
+                    windows: &e.slo,
+                    sli,
+                    objective,
+                    attributes: &attributes,
+                });
             }
         });
     }
@@ -52,19 +66,9 @@ impl Observe for Inner {
     }
 
     fn resource_share(&self, report: Report<'_, f64>) {
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut loads = Vec::new();
-        self.for_each_entry(|e| {
-            let active = e.requests.active().max(0) + e.queries.active().max(0);
-            let load = Load {
-                inflight: u64::try_from(active).unwrap_or(0),
-                busy_micros: e
-                    .requests
-                    .window_busy_micros(now)
-                    .saturating_add(e.queries.window_busy_micros(now)),
-            };
-            loads.push((e.key_value().clone(), load));
-        });
+        self.for_each_entry(|e| loads.push((e.key_value().clone(), e.load(now))));
         shares(&loads, |tenant, resource, share| {
             report(
                 share,
@@ -74,16 +78,25 @@ impl Observe for Inner {
     }
 
     fn sla_burn_rate(&self, report: Report<'_, f64>) {
-        self.sla_readings(|reading, attributes| {
-            for (label, rate) in &reading.burn_rates {
-                let mut attributes = attributes.to_vec();
-                attributes.push(KeyValue::new(semconv::WINDOW, *label));
-                report(*rate, &attributes);
+        let secs = self.secs(self.clock.now());
+        self.for_each_sli(|s| {
+            for window in WINDOWS {
+                if let Some(burn) = s.windows.burn(secs, window, s.sli, s.objective) {
+                    let mut attributes = s.attributes.to_vec();
+                    attributes.push(KeyValue::new(semconv::WINDOW, window.label));
+                    report(burn.rate, &attributes);
+                }
             }
         });
     }
 
     fn sla_error_budget_remaining(&self, report: Report<'_, f64>) {
-        self.sla_readings(|reading, attributes| report(reading.budget_remaining, attributes));
+        let secs = self.secs(self.clock.now());
+        let days = self.slo.compliance_days;
+        self.for_each_sli(|s| {
+            if let Some(left) = s.windows.budget_remaining(secs, days, s.sli, s.objective) {
+                report(left, s.attributes);
+            }
+        });
     }
 }

@@ -19,8 +19,9 @@ pub(crate) const RETIRED: u8 = 2;
 impl TenantEntry {
     /// Notes that the tenant was active now; free when idle tenants are not reclaimed.
     pub(crate) fn touch(&self) {
-        if let Some(epoch) = self.clock {
-            let now = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if let Some((clock, epoch)) = &self.clock {
+            let elapsed = clock.now().saturating_duration_since(*epoch);
+            let now = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
             // Sequentially consistent with the sweep's state change and second read (see
             // `retire_if_idle`): one of the two always sees the other.
             self.last_seen_ms.store(now, Ordering::SeqCst);
@@ -75,7 +76,8 @@ impl TenantEntry {
 
 impl Inner {
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+        let elapsed = self.clock.now().saturating_duration_since(self.epoch);
+        u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Removes an entry a sweep retired but could not take out, giving its slot back.

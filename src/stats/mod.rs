@@ -2,19 +2,23 @@
 //! percentiles over a sliding window, the SLA's minute buckets and burn rates, and the shares of
 //! the service each tenant holds.
 //!
-//! Nothing here knows OpenTelemetry or reads a clock: callers pass the time in, so every figure
-//! can be tested at any instant.
+//! Nothing here knows OpenTelemetry or reads a clock: callers pass the time in (read from the one
+//! [`Clock`]), so every figure can be tested at any instant.
 
+mod clock;
 mod latency;
+mod objective;
 mod share;
-mod sla;
+mod slo;
 
+pub use clock::Clock;
 pub use latency::{StatsSnapshot, WindowSnapshot};
-pub use sla::{InvalidObjective, Objective};
+pub use objective::{InvalidObjective, LatencyObjective, Objective, Slo, MAX_COMPLIANCE_DAYS};
 
 pub(crate) use latency::Stats;
+pub(crate) use objective::SloPolicy;
 pub(crate) use share::{shares, Load};
-pub(crate) use sla::{read as read_sla, Objectives, SlaReading, SlaWindow};
+pub(crate) use slo::{window, Sli, SloWindows, Window, WINDOWS};
 
 /// Share of `total` that did not fail; 1 when nothing finished, so an idle tenant does not look
 /// like a failing one.

@@ -206,7 +206,7 @@ impl TenantRegistry {
             overflowed_requests: self.overflowed_requests(),
             ..PlatformSummary::default()
         };
-        let now = Instant::now();
+        let now = self.now();
         let mut tenants: Vec<TenantView> = self
             .all_entries()
             .iter()
@@ -237,7 +237,7 @@ impl TenantRegistry {
     #[doc(alias = "get_tenant_metrics")]
     pub fn tenant_view(&self, id: &str) -> Option<TenantView> {
         self.entry_for_label(id)
-            .map(|e| TenantView::of(&e, Instant::now()))
+            .map(|e| TenantView::of(&e, self.now()))
     }
 }
 

@@ -1,0 +1,151 @@
+//! What an alert says: which tenant, which rule, firing or resolved, and the figures behind it.
+
+use std::fmt;
+use std::time::Instant;
+
+use crate::tenant::TenantId;
+
+/// The rule an alert comes from, as the `alert` attribute of `tenant.alerts` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum AlertKind {
+    /// A fast error-budget burn over a long and a short window (the SRE workbook's page rule).
+    Page,
+    /// A slow error-budget burn (the workbook's ticket rule).
+    Ticket,
+    /// The success rate of the last minutes is under the threshold (95 % by default).
+    SuccessRate,
+    /// The p99 duration over the sliding window is over the threshold (5 s by default).
+    Latency,
+    /// A quota is nearly used up (over 90 % by default).
+    Quota,
+    /// The tenant holds more than its share of the service (40 % by default).
+    NoisyNeighbor,
+}
+
+impl AlertKind {
+    /// The `alert` attribute value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Page => "page",
+            AlertKind::Ticket => "ticket",
+            AlertKind::SuccessRate => "success_rate",
+            AlertKind::Latency => "latency",
+            AlertKind::Quota => "quota",
+            AlertKind::NoisyNeighbor => "noisy_neighbor",
+        }
+    }
+
+    /// How urgent the rule is: whether someone is woken up.
+    pub fn severity(self) -> Severity {
+        match self {
+            AlertKind::Page | AlertKind::SuccessRate | AlertKind::Latency => Severity::Page,
+            AlertKind::Ticket | AlertKind::Quota | AlertKind::NoisyNeighbor => Severity::Ticket,
+        }
+    }
+}
+
+impl fmt::Display for AlertKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How urgent an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Severity {
+    /// Someone should look now.
+    Page,
+    /// Someone should look during working hours.
+    Ticket,
+}
+
+/// Whether an alert began or ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AlertState {
+    /// The condition became true.
+    Firing,
+    /// The condition has been false for the rules' resolve time.
+    Resolved,
+}
+
+impl AlertState {
+    /// `firing` or `resolved`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Firing => "firing",
+            AlertState::Resolved => "resolved",
+        }
+    }
+}
+
+/// One figure an alert was decided on: a burn rate over a window, a success rate, a p99, a
+/// quota, a share; with the threshold it was held against.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Reading {
+    /// What was measured: `burn_rate`, `success_rate`, `p99_seconds`, `quota_percent`,
+    /// `share`.
+    pub measure: &'static str,
+    /// Over which window (`5m`, `1h`, ...; `sliding` for the view's window, `now` for a gauge).
+    pub window: &'static str,
+    /// The value.
+    pub value: f64,
+    /// The threshold it passed (or, once resolved, no longer passes).
+    pub threshold: f64,
+}
+
+/// An alert firing or resolving, for one tenant.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct AlertEvent {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Its tier (`unknown` when it has none).
+    pub tier: String,
+    /// The rule.
+    pub kind: AlertKind,
+    /// For SLO rules, which objective: `availability` or `latency`.
+    pub slo: Option<&'static str>,
+    /// Firing or resolved.
+    pub state: AlertState,
+    /// The figures behind it, as last evaluated while the condition held.
+    pub readings: Vec<Reading>,
+    /// When the condition was first seen true, on the registry's clock.
+    pub since: Instant,
+    /// When this event was decided, on the registry's clock.
+    pub at: Instant,
+}
+
+impl AlertEvent {
+    /// How urgent the rule is.
+    pub fn severity(&self) -> Severity {
+        self.kind.severity()
+    }
+}
+
+impl fmt::Display for AlertEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} for tenant {} ({})",
+            self.kind,
+            self.state.as_str(),
+            self.tenant,
+            self.tier
+        )?;
+        if let Some(slo) = self.slo {
+            write!(f, " on {slo}")?;
+        }
+        for r in &self.readings {
+            write!(
+                f,
+                "; {} over {} = {:.4} (threshold {})",
+                r.measure, r.window, r.value, r.threshold
+            )?;
+        }
+        Ok(())
+    }
+}

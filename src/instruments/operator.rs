@@ -1,0 +1,24 @@
+//! The operator's instruments: alerts raised, requests shed.
+
+use opentelemetry::metrics::{Counter, Meter};
+
+use super::names;
+
+/// Created once per registry.
+#[derive(Clone, Debug)]
+pub(crate) struct OperatorInstruments {
+    /// `tenant.alerts`, by tenant, tier and rule: one per alert that fires.
+    pub(crate) alerts: Counter<u64>,
+}
+
+impl OperatorInstruments {
+    pub(crate) fn new(meter: &Meter) -> Self {
+        OperatorInstruments {
+            alerts: meter
+                .u64_counter(names::TENANT_ALERTS)
+                .with_unit("{alert}")
+                .with_description("Alerts that fired, by tenant, tier and rule.")
+                .build(),
+        }
+    }
+}
