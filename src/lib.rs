@@ -78,6 +78,7 @@ pub mod init;
 pub mod instruments;
 pub mod layer;
 pub mod propagation;
+pub mod protect;
 pub mod query;
 pub mod registry;
 mod stats;
@@ -93,6 +94,7 @@ pub use layer::{
     MissingTenant, ResponseFuture, TenantBody, TenantLayer, TenantLayerBuilder, TenantService,
 };
 pub use propagation::{PropagateLayer, PropagateService, TenantLogProcessor, TenantSpanProcessor};
+pub use protect::{Limits, Protection, Rate, ShedReason};
 pub use query::{
     InvalidQueryStatus, QueryGuard, QueryOutcome, QueryStatus, QueryTenant, QuotaError,
     MAX_RESOURCE_TYPE_LEN,

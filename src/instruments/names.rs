@@ -29,3 +29,5 @@ pub const TENANT_SLA_ERROR_BUDGET_REMAINING: &str = "tenant.sla.error_budget.rem
 pub const TENANT_RESOURCE_SHARE: &str = "tenant.resource.share";
 /// Counter: alerts that fired, by tenant, tier and rule (`alert`).
 pub const TENANT_ALERTS: &str = "tenant.alerts";
+/// Counter: requests shed by per-tenant protection, by tenant and `reason`.
+pub const TENANT_REQUESTS_SHED: &str = "tenant.requests.shed";

@@ -9,6 +9,8 @@ use super::names;
 pub(crate) struct OperatorInstruments {
     /// `tenant.alerts`, by tenant, tier and rule: one per alert that fires.
     pub(crate) alerts: Counter<u64>,
+    /// `tenant.requests.shed`, by tenant and reason.
+    pub(crate) shed: Counter<u64>,
 }
 
 impl OperatorInstruments {
@@ -18,6 +20,13 @@ impl OperatorInstruments {
                 .u64_counter(names::TENANT_ALERTS)
                 .with_unit("{alert}")
                 .with_description("Alerts that fired, by tenant, tier and rule.")
+                .build(),
+            shed: meter
+                .u64_counter(names::TENANT_REQUESTS_SHED)
+                .with_unit("{request}")
+                .with_description(
+                    "Requests refused by per-tenant protection, by tenant and reason.",
+                )
                 .build(),
         }
     }

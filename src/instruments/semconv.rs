@@ -22,6 +22,10 @@ pub(crate) const TENANT_NAME: Key = Key::from_static_str("tenant.name");
 /// `success` or `error`, on the `rag.*` instruments.
 pub(crate) const STATUS: Key = Key::from_static_str("status");
 pub(crate) const RESOURCE_TYPE: Key = Key::from_static_str("resource_type");
+/// Why a request was shed (`concurrency`, `rate`, `fair_share`), on its span.
+pub(crate) const TENANT_SHED: Key = Key::from_static_str("tenant.shed");
+/// Why, on `tenant.requests.shed`.
+pub(crate) const REASON: Key = Key::from_static_str("reason");
 /// The rule of `tenant.alerts`.
 pub(crate) const ALERT: Key = Key::from_static_str("alert");
 /// Which objective an SLA gauge or alert is about (`availability`, `latency`).

@@ -13,6 +13,7 @@ use tower_layer::Layer;
 use super::service::TenantService;
 use crate::instruments::scope;
 use crate::propagation::{starting_server_span, W3c};
+use crate::protect::Protection;
 use crate::registry::TenantRegistry;
 use crate::tenant::TenantSource;
 
@@ -69,6 +70,7 @@ pub(super) struct Config {
     pub(super) standard_propagation: bool,
     /// How the missing-tenant message names the sources, built once.
     pub(super) expected: String,
+    pub(super) protection: Option<Protection>,
 }
 
 /// The tracer spans are started with: the SDK's own when a provider was given, which saves a
@@ -149,6 +151,7 @@ pub struct TenantLayerBuilder {
     propagator: Option<Arc<dyn TextMapPropagator + Send + Sync>>,
     drop_inbound_baggage: bool,
     https: bool,
+    protection: Option<Protection>,
 }
 
 impl TenantLayerBuilder {
@@ -220,6 +223,13 @@ impl TenantLayerBuilder {
         self
     }
 
+    /// Protect tenants from each other: per-tenant limits and fair-share shedding (see
+    /// [`Protection`]). Default: none.
+    pub fn protection(mut self, protection: Protection) -> Self {
+        self.protection = Some(protection);
+        self
+    }
+
     /// Builds the layer.
     pub fn build(self) -> TenantLayer {
         let sources = if self.sources.is_empty() {
@@ -249,6 +259,7 @@ impl TenantLayerBuilder {
                 url_scheme: if self.https { "https" } else { "http" },
                 standard_propagation,
                 expected,
+                protection: self.protection,
             }),
         }
     }

@@ -27,7 +27,7 @@ pin_project! {
     enum Kind<F> {
         Instrumented { #[pin] future: F, inflight: Option<InFlight> },
         Passthrough { #[pin] future: F },
-        Rejected { inflight: Option<InFlight>, message: String, grpc: bool },
+        Refused { inflight: Option<InFlight>, refusal: Option<Refusal> },
     }
 }
 
@@ -43,11 +43,10 @@ impl<F, E> ResponseFuture<F, E> {
         Self::with(Kind::Passthrough { future })
     }
 
-    pub(super) fn rejected(inflight: InFlight, message: String, grpc: bool) -> Self {
-        Self::with(Kind::Rejected {
+    pub(super) fn refused(inflight: InFlight, refusal: Refusal) -> Self {
+        Self::with(Kind::Refused {
             inflight: Some(inflight),
-            message,
-            grpc,
+            refusal: Some(refusal),
         })
     }
 
@@ -98,27 +97,13 @@ where
                     }
                 }
             }
-            KindProj::Rejected {
-                inflight,
-                message,
-                grpc,
-            } => {
-                let Some(mut inflight) = inflight.take() else {
+            KindProj::Refused { inflight, refusal } => {
+                let (Some(mut inflight), Some(refusal)) = (inflight.take(), refusal.take()) else {
                     panic!("ResponseFuture polled after completion");
                 };
-                let message = std::mem::take(message);
-                let res = if *grpc {
-                    grpc_invalid_argument(&message)
-                } else {
-                    let mut res = Response::new(TenantBody::rejected(message));
-                    *res.status_mut() = StatusCode::BAD_REQUEST;
-                    res.headers_mut().insert(
-                        http::header::CONTENT_TYPE,
-                        HeaderValue::from_static("text/plain; charset=utf-8"),
-                    );
-                    res
-                };
+                let res = refusal.into_response(inflight.is_grpc());
                 inflight.set_status(res.status());
+                inflight.observe_grpc_status(res.headers());
                 inflight.finish(End::Completed);
                 Poll::Ready(Ok(res))
             }
@@ -126,20 +111,49 @@ where
     }
 }
 
-/// A gRPC client expects HTTP 200 with the status in `grpc-status` (a "trailers-only" response):
-/// `INVALID_ARGUMENT` (3) is what a malformed request gets.
-fn grpc_invalid_argument<B>(message: &str) -> Response<TenantBody<B>> {
-    let mut res = Response::new(TenantBody::empty());
-    let headers = res.headers_mut();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/grpc"),
-    );
-    headers.insert("grpc-status", HeaderValue::from_static("3"));
-    // The message names the source and the rule broken, never the raw value, so it is printable
-    // ASCII and needs no percent-encoding.
-    if let Ok(v) = HeaderValue::from_str(message) {
-        headers.insert("grpc-message", v);
+/// A request answered by the layer itself: without a usable tenant (400, gRPC
+/// `INVALID_ARGUMENT`), or shed by the tenant's protection (429 with `Retry-After`, gRPC
+/// `RESOURCE_EXHAUSTED`).
+#[derive(Debug)]
+pub(super) struct Refusal {
+    pub(super) status: StatusCode,
+    pub(super) grpc_code: &'static str,
+    /// Names the source or the limit and the rule broken, never a raw value: printable ASCII.
+    pub(super) message: String,
+    pub(super) retry_after: Option<std::time::Duration>,
+}
+
+impl Refusal {
+    fn into_response<B>(self, grpc: bool) -> Response<TenantBody<B>> {
+        let mut res = if grpc {
+            // A gRPC client expects HTTP 200 with the status in `grpc-status` (a
+            // "trailers-only" response).
+            let mut res = Response::new(TenantBody::empty());
+            let headers = res.headers_mut();
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            headers.insert("grpc-status", HeaderValue::from_static(self.grpc_code));
+            if let Ok(v) = HeaderValue::from_str(&self.message) {
+                headers.insert("grpc-message", v);
+            }
+            res
+        } else {
+            let mut res = Response::new(TenantBody::rejected(self.message));
+            *res.status_mut() = self.status;
+            res.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            res
+        };
+        if let Some(after) = self.retry_after {
+            // Whole seconds, rounded up: `Retry-After: 0` would invite an immediate retry.
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            res.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        res
     }
-    res
 }

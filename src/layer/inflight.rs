@@ -10,6 +10,7 @@ use opentelemetry::{Context, KeyValue};
 
 use crate::classify::{End, Failure};
 use crate::instruments::semconv;
+use crate::protect::{Permit, ShedReason};
 use crate::registry::{Outcome, Tenant, TenantRegistry};
 
 /// The matched route template, never the raw path: a scanner's made-up paths must not become
@@ -60,6 +61,9 @@ pub(super) struct Started {
 
 pub(super) struct InFlight {
     req: Started,
+    /// The tenant's protection slot, given back when the request ends (dropped with the
+    /// record).
+    _permit: Option<Permit>,
     status: Option<StatusCode>,
     grpc_status: Option<u8>,
     done: bool,
@@ -69,6 +73,7 @@ impl InFlight {
     pub(super) fn new(req: Started) -> Self {
         InFlight {
             req,
+            _permit: None,
             status: None,
             grpc_status: None,
             done: false,
@@ -93,6 +98,24 @@ impl InFlight {
             i64::from(code),
         ));
         self.grpc_status = Some(code);
+    }
+
+    /// Keeps the tenant's protection slot until the request ends.
+    pub(super) fn hold(&mut self, permit: Permit) {
+        self._permit = Some(permit);
+    }
+
+    /// Records on the span that the request was shed, and why.
+    pub(super) fn mark_shed(&self, reason: ShedReason) {
+        self.req
+            .cx
+            .span()
+            .set_attribute(KeyValue::new(semconv::TENANT_SHED, reason.as_str()));
+    }
+
+    /// A gRPC call.
+    pub(super) fn is_grpc(&self) -> bool {
+        self.req.grpc
     }
 
     /// The context (server span and baggage) to attach while user code runs.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use opentelemetry::baggage::BaggageExt;
 use opentelemetry::Context;
 use opentelemetry_http::HeaderExtractor;
@@ -11,10 +11,11 @@ use tower_service::Service;
 
 use super::body::TenantBody;
 use super::builder::{Config, MissingTenant};
-use super::future::ResponseFuture;
+use super::future::{Refusal, ResponseFuture};
 use super::inflight::{matched_route, InFlight, Route, Started};
 use super::span::{handler_context, server_span};
 use crate::instruments::semconv;
+use crate::protect::AsGuard;
 use crate::registry::{Count, Tenant};
 use crate::tenant::{validate_client_id, InvalidTenantId, RequestHead};
 
@@ -63,6 +64,11 @@ impl<S: std::fmt::Debug> std::fmt::Debug for TenantService<S> {
             .finish_non_exhaustive()
     }
 }
+
+/// `grpc-status` of a request without a usable tenant.
+const GRPC_INVALID_ARGUMENT: &str = "3";
+/// `grpc-status` of a request shed by protection.
+const GRPC_RESOURCE_EXHAUSTED: &str = "8";
 
 static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
 static BAGGAGE: http::HeaderName = http::HeaderName::from_static("baggage");
@@ -145,7 +151,7 @@ where
 
         config.registry.request_started(&tenant, method);
         let grpc = is_grpc(&req);
-        let inflight = InFlight::new(Started {
+        let mut inflight = InFlight::new(Started {
             cx,
             tenant: tenant.clone(),
             registry: config.registry.clone(),
@@ -156,7 +162,31 @@ where
         });
 
         if let Some(rejection) = rejection {
-            return ResponseFuture::rejected(inflight, rejection_message(config, &rejection), grpc);
+            let refusal = Refusal {
+                status: StatusCode::BAD_REQUEST,
+                grpc_code: GRPC_INVALID_ARGUMENT,
+                message: rejection_message(config, &rejection),
+                retry_after: None,
+            };
+            return ResponseFuture::refused(inflight, refusal);
+        }
+        if let Some(protection) = &config.protection {
+            let entry = tenant.entry();
+            let owner: Arc<dyn AsGuard> = Arc::clone(entry) as _;
+            match protection.admit(owner, || entry.tier(), config.registry.clock()) {
+                Ok(permit) => inflight.hold(permit),
+                Err(shed) => {
+                    inflight.mark_shed(shed.reason);
+                    config.registry.count_shed(&tenant, shed.reason);
+                    let refusal = Refusal {
+                        status: StatusCode::TOO_MANY_REQUESTS,
+                        grpc_code: GRPC_RESOURCE_EXHAUSTED,
+                        message: format!("too many requests for this tenant ({})", shed.reason),
+                        retry_after: Some(shed.retry_after),
+                    };
+                    return ResponseFuture::refused(inflight, refusal);
+                }
+            }
         }
 
         req.extensions_mut().insert(tenant);

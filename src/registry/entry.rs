@@ -15,6 +15,7 @@ use super::Hasher;
 use crate::classify::Failure;
 use crate::instruments::semconv::{self, METHOD_SLOTS};
 use crate::instruments::{HttpInstruments, QuerySeries};
+use crate::protect::{AsGuard, TenantGuard};
 use crate::stats::{Clock, Load, Slo, SloWindows, Stats};
 use crate::tenant::{TenantId, TenantInfo, TENANT_ID_KEY};
 
@@ -61,6 +62,8 @@ pub(crate) struct TenantEntry {
     pub(super) clock: Option<(Clock, Instant)>,
     /// A context holding baggage `tenant.id`, the base of every request's context.
     context: Context,
+    /// Protection state: requests in flight, own limits, token bucket.
+    pub(crate) guard: TenantGuard,
 }
 
 /// What a finished request's duration series is keyed on, all small and `Copy` so a lookup
@@ -133,6 +136,7 @@ impl TenantEntry {
             slo: SloWindows::default(),
             slow_after_micros: AtomicU64::new(u64::MAX),
             slo_override: RwLock::new(None),
+            guard: TenantGuard::default(),
             queries: Stats::new(window, now),
             query_series: OnceLock::new(),
             quota: RwLock::new(Vec::new()),
@@ -183,6 +187,8 @@ impl TenantEntry {
         ]);
         *self.info.write().unwrap_or_else(|e| e.into_inner()) =
             Some(RegisteredInfo { info, attributes });
+        // The tier may have changed, and with it the limits.
+        self.guard.invalidate();
     }
 
     /// Reports `tenant.info` for this tenant, if it has metadata.
@@ -358,6 +364,12 @@ impl TenantEntry {
 /// request recording it, down too.
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+impl AsGuard for TenantEntry {
+    fn guard(&self) -> &TenantGuard {
+        &self.guard
+    }
 }
 
 impl fmt::Debug for TenantEntry {

@@ -34,11 +34,14 @@ pub use handle::Tenant;
 pub(crate) use admission::Count;
 pub(crate) use entry::{Outcome, TenantEntry, TooManyResources, MAX_SERIES_PER_TENANT};
 
+use crate::instruments::semconv;
 use crate::instruments::{HttpInstruments, Observers, OperatorInstruments, QueryInstruments};
+use crate::protect::{Limits, ShedReason};
 use crate::stats::{SloPolicy, StatsSnapshot};
 use crate::tenant::{
     validate_client_id, InvalidTenantId, TenantId, OVERFLOW_TENANT, UNKNOWN_TENANT,
 };
+use opentelemetry::KeyValue;
 
 /// The maps' hasher: a lookup per request hashes the tenant id, so a fast hasher matters. Keys
 /// are client-controlled, but the seed is random per process and the maps are capped, so
@@ -264,6 +267,37 @@ impl TenantRegistry {
     /// [`slo`](Self::slo) of an entry.
     pub(crate) fn slo_of_entry(&self, entry: &TenantEntry) -> Slo {
         self.inner.slo_of(entry)
+    }
+
+    /// Gives `id` limits of its own instead of its tier's (`None`: back to the tier's), from
+    /// its next request on; the tenant is registered for good if it was not.
+    ///
+    /// ```
+    /// use tenant_otel::{Limits, TenantRegistry};
+    ///
+    /// let registry = TenantRegistry::builder().build();
+    /// registry.set_tenant_limits("big-customer", Some(Limits::none().concurrency(500)))?;
+    /// # Ok::<(), tenant_otel::RegisterError>(())
+    /// ```
+    pub fn set_tenant_limits(
+        &self,
+        id: &str,
+        limits: Option<Limits>,
+    ) -> Result<Tenant, RegisterError> {
+        let tenant = self.register(id)?;
+        tenant.entry().guard.set_own(limits);
+        Ok(tenant)
+    }
+
+    /// Counts a request of `tenant` shed by protection.
+    pub(crate) fn count_shed(&self, tenant: &Tenant, reason: ShedReason) {
+        self.inner.operator.shed.add(
+            1,
+            &[
+                tenant.entry().key_value().clone(),
+                KeyValue::new(semconv::REASON, reason.as_str()),
+            ],
+        );
     }
 
     /// The compliance window of the error budget, in days.

@@ -1,0 +1,18 @@
+//! Per-tenant protection: limits on what each tenant may use, so one tenant cannot take the
+//! service from the others.
+//!
+//! - [`Protection`]: the policy ([`Limits`] per tier, a [`Rate`], a fair-share capacity),
+//!   shared by the layers built with it and changeable at run time.
+//! - The decision per request, in order: the tenant's concurrency limit, its token bucket
+//!   (`governor`, on the crate's [`Clock`](crate::Clock)), and, when the service holds more than
+//!   its capacity in flight, its fair share. The state of each tenant lives in its registry
+//!   entry: memory is bounded by the tenant cap and leaves with a reclaimed tenant.
+//! - [`ShedReason`]: why a request was refused.
+
+mod guard;
+mod policy;
+
+pub use guard::ShedReason;
+pub use policy::{Limits, Protection, Rate};
+
+pub(crate) use guard::{AsGuard, Permit, TenantGuard};

@@ -1,0 +1,176 @@
+//! What each tenant may use: limits per tier, with per-tenant overrides, and the service's
+//! capacity for fair-share shedding. Changeable at run time: a change applies from the next
+//! request on.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+/// A token-bucket rate: `per_second` requests a second on average, up to `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub(super) per_second: NonZeroU32,
+    pub(super) burst: NonZeroU32,
+}
+
+impl Rate {
+    /// `per_second` requests a second, with bursts of as many (0 is read as 1).
+    pub fn per_second(per_second: u32) -> Self {
+        let n = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
+        Rate {
+            per_second: n,
+            burst: n,
+        }
+    }
+
+    /// The same average, with bursts of up to `burst` requests (0 is read as 1).
+    pub fn burst(mut self, burst: u32) -> Self {
+        self.burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+        self
+    }
+}
+
+/// One tenant's limits: requests in flight at once, and a rate.
+///
+/// ```
+/// use tenant_otel::{Limits, Rate};
+///
+/// let free = Limits::none().concurrency(10).rate(Rate::per_second(50).burst(100));
+/// # let _ = free;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[must_use]
+pub struct Limits {
+    pub(super) max_concurrent: Option<u32>,
+    pub(super) rate: Option<Rate>,
+}
+
+impl Limits {
+    /// No limit.
+    pub fn none() -> Self {
+        Limits::default()
+    }
+
+    /// At most `n` requests in flight at once.
+    pub fn concurrency(mut self, n: u32) -> Self {
+        self.max_concurrent = Some(n);
+        self
+    }
+
+    /// At most this rate.
+    pub fn rate(mut self, rate: Rate) -> Self {
+        self.rate = Some(rate);
+        self
+    }
+}
+
+/// Per-tenant protection for [`TenantLayer`](crate::TenantLayer): limits by tier (and per tenant,
+/// through [`TenantRegistry::set_tenant_limits`](crate::TenantRegistry::set_tenant_limits)),
+/// and a fair-share mode that, when the whole service has more requests in flight than its
+/// capacity, sheds the tenants holding more than their fair share first and never those below
+/// it. A shed request gets `429 Too Many Requests` with `Retry-After` (gRPC:
+/// `RESOURCE_EXHAUSTED`), its span says `tenant.shed` and why, and `tenant.requests.shed`
+/// counts it.
+///
+/// Clones share the policy: a change through one applies to every layer built with it, from the
+/// next request on.
+///
+/// ```
+/// use tenant_otel::{Limits, Protection, Rate, TenantLayer};
+///
+/// let protection = Protection::new()
+///     .tier("free", Limits::none().concurrency(4).rate(Rate::per_second(20)))
+///     .tier("premium", Limits::none().concurrency(64))
+///     .fair_share(256);
+/// let layer = TenantLayer::builder().protection(protection.clone()).build();
+/// // Later, at run time:
+/// protection.set_tier("free", Limits::none().concurrency(2));
+/// # let _ = layer;
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct Protection {
+    pub(super) inner: Arc<Shared>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Shared {
+    policy: RwLock<Policy>,
+    /// Bumped on every change, so tenants' prepared limits know to look again.
+    pub(super) version: AtomicU64,
+    /// Fair-share capacity plus one; 0 when off.
+    capacity: AtomicU64,
+    pub(super) load: super::guard::Load,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Policy {
+    tiers: Vec<(String, Limits)>,
+    default: Limits,
+}
+
+impl Protection {
+    /// No limits and no fair share yet.
+    pub fn new() -> Self {
+        Protection::default()
+    }
+
+    /// The limits of tenants of `tier`.
+    pub fn tier(self, tier: &str, limits: Limits) -> Self {
+        self.set_tier(tier, limits);
+        self
+    }
+
+    /// The limits of tenants without a tier, or of a tier not named (default: none).
+    pub fn default_limits(self, limits: Limits) -> Self {
+        self.set_default_limits(limits);
+        self
+    }
+
+    /// Fair-share shedding once more than `capacity` requests are in flight in all.
+    pub fn fair_share(self, capacity: u32) -> Self {
+        self.set_capacity(Some(capacity));
+        self
+    }
+
+    /// Changes the limits of `tier`, at run time.
+    pub fn set_tier(&self, tier: &str, limits: Limits) {
+        self.change(|p| match p.tiers.iter_mut().find(|(t, _)| t == tier) {
+            Some(slot) => slot.1 = limits,
+            None => p.tiers.push((tier.to_owned(), limits)),
+        });
+    }
+
+    /// Changes the limits of tenants without a named tier, at run time.
+    pub fn set_default_limits(&self, limits: Limits) {
+        self.change(|p| p.default = limits);
+    }
+
+    /// Changes the capacity of fair-share shedding (`None`: off), at run time.
+    pub fn set_capacity(&self, capacity: Option<u32>) {
+        // Read on every request: an atomic, not the policy's lock.
+        let raw = capacity.map_or(0, |c| u64::from(c) + 1);
+        self.inner.capacity.store(raw, Ordering::Release);
+    }
+
+    /// Requests in flight through the layers of this protection now.
+    pub fn in_flight(&self) -> u64 {
+        self.inner.load.total()
+    }
+
+    fn change(&self, f: impl FnOnce(&mut Policy)) {
+        f(&mut self.inner.policy.write().unwrap_or_else(|e| e.into_inner()));
+        self.inner.version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The limits of `tier`.
+    pub(super) fn limits_of(&self, tier: Option<&str>) -> Limits {
+        let p = self.inner.policy.read().unwrap_or_else(|e| e.into_inner());
+        tier.and_then(|tier| p.tiers.iter().find(|(t, _)| t == tier))
+            .map_or(p.default, |(_, l)| *l)
+    }
+
+    pub(super) fn capacity(&self) -> Option<u64> {
+        self.inner.capacity.load(Ordering::Acquire).checked_sub(1)
+    }
+}

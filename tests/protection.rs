@@ -1,0 +1,249 @@
+//! Per-tenant protection: concurrency limits, token-bucket rates, fair-share shedding, changes at
+//! run time, and what a shed request looks like to HTTP and gRPC clients, on spans and metrics.
+
+use std::convert::Infallible;
+use std::future::Ready;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use futures_util::FutureExt;
+use http_body_util::Empty;
+use opentelemetry::Value;
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+use tenant_otel::{
+    Clock, Limits, Protection, Rate, ResponseFuture, TenantBody, TenantInfo, TenantLayer,
+    TenantRegistry, TenantService,
+};
+use tower::{service_fn, Layer, Service};
+
+type Answer = Ready<Result<http::Response<Empty<Bytes>>, Infallible>>;
+type Handler = fn(http::Request<()>) -> Answer;
+type Pending = ResponseFuture<Answer, Infallible>;
+
+fn ok(_: http::Request<()>) -> Answer {
+    std::future::ready(Ok(http::Response::new(Empty::new())))
+}
+
+struct Setup {
+    clock: Clock,
+    registry: TenantRegistry,
+    protection: Protection,
+    service: TenantService<tower::util::ServiceFn<Handler>>,
+    spans: InMemorySpanExporter,
+    metrics: (SdkMeterProvider, InMemoryMetricExporter),
+}
+
+fn setup(protection: Protection) -> Setup {
+    let clock = Clock::manual();
+    let exporter = InMemoryMetricExporter::default();
+    let provider = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(exporter.clone()).build())
+        .build();
+    let registry = TenantRegistry::builder()
+        .clock(clock.clone())
+        .meter_provider(&provider)
+        .max_tenants(100)
+        .build();
+    let spans = InMemorySpanExporter::default();
+    let tracer = SdkTracerProvider::builder()
+        .with_simple_exporter(spans.clone())
+        .build();
+    let layer = TenantLayer::builder()
+        .registry(registry.clone())
+        .tracer_provider(&tracer)
+        .protection(protection.clone())
+        .build();
+    let handler: Handler = ok;
+    Setup {
+        clock,
+        registry,
+        protection,
+        service: layer.layer(service_fn(handler)),
+        spans,
+        metrics: (provider, exporter),
+    }
+}
+
+fn request(tenant: &str, grpc: bool) -> http::Request<()> {
+    let mut req = http::Request::builder().header("x-tenant-id", tenant);
+    if grpc {
+        req = req.header("content-type", "application/grpc");
+    }
+    req.body(()).unwrap()
+}
+
+impl Setup {
+    /// Starts a request of `tenant` and keeps it in flight (its future not yet polled).
+    fn start(&mut self, tenant: &str) -> Pending {
+        self.service.call(request(tenant, false))
+    }
+
+    /// A request of `tenant` to its end; returns the status and `Retry-After`.
+    fn send(&mut self, tenant: &str) -> (u16, Option<String>) {
+        let res = finish(self.start(tenant));
+        let retry = res
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (res.status().as_u16(), retry)
+    }
+
+    /// `tenant.requests.shed` by (tenant, reason).
+    fn shed_counts(&self) -> Vec<(String, String, u64)> {
+        let (provider, exporter) = &self.metrics;
+        exporter.reset();
+        provider.force_flush().unwrap();
+        let mut out = Vec::new();
+        for rm in exporter.get_finished_metrics().unwrap() {
+            for sm in rm.scope_metrics() {
+                for m in sm.metrics() {
+                    if m.name() != "tenant.requests.shed" {
+                        continue;
+                    }
+                    let AggregatedMetrics::U64(MetricData::Sum(sum)) = m.data() else {
+                        panic!("a u64 counter");
+                    };
+                    for p in sum.data_points() {
+                        let attr = |k: &str| {
+                            p.attributes()
+                                .find(|kv| kv.key.as_str() == k)
+                                .map(|kv| kv.value.to_string())
+                                .unwrap()
+                        };
+                        out.push((attr("tenant.id"), attr("reason"), p.value()));
+                    }
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+fn finish(pending: Pending) -> http::Response<TenantBody<Empty<Bytes>>> {
+    pending.now_or_never().unwrap().unwrap()
+}
+
+#[test]
+fn a_concurrency_limit_sheds_past_it_and_frees_the_slot_when_a_request_ends() {
+    let mut s = setup(Protection::new().default_limits(Limits::none().concurrency(2)));
+    let first = s.start("acme");
+    let second = s.start("acme");
+    assert_eq!(s.send("acme"), (429, Some("1".into())));
+    // Another tenant has slots of its own.
+    assert_eq!(s.send("globex").0, 200);
+    drop(first);
+    assert_eq!(s.send("acme").0, 200);
+    assert_eq!(finish(second).status(), 200);
+    assert_eq!(s.protection.in_flight(), 0, "every slot given back");
+    assert_eq!(s.shed_counts(), [("acme".into(), "concurrency".into(), 1)]);
+    let shed_span = s
+        .spans
+        .get_finished_spans()
+        .unwrap()
+        .into_iter()
+        .find(|span| {
+            span.attributes
+                .iter()
+                .any(|kv| kv.key.as_str() == "tenant.shed")
+        })
+        .expect("the shed request's span says so");
+    let attr = |k: &str| {
+        shed_span
+            .attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == k)
+            .map(|kv| kv.value.clone())
+    };
+    assert_eq!(attr("tenant.shed"), Some(Value::from("concurrency")));
+    assert_eq!(attr("http.response.status_code"), Some(Value::I64(429)));
+}
+
+#[test]
+fn a_rate_limit_refills_with_time_and_says_when_to_retry() {
+    let mut s =
+        setup(Protection::new().tier("free", Limits::none().rate(Rate::per_second(2).burst(2))));
+    s.registry
+        .register_tenant("free-co", TenantInfo::new("Free Co", "free", "eu"))
+        .unwrap();
+    assert_eq!(s.send("free-co").0, 200);
+    assert_eq!(s.send("free-co").0, 200);
+    let (status, retry) = s.send("free-co");
+    assert_eq!((status, retry.as_deref()), (429, Some("1")));
+    // Tenants of other tiers are not limited.
+    for _ in 0..10 {
+        assert_eq!(s.send("premium-co").0, 200);
+    }
+    s.clock.advance(Duration::from_millis(500));
+    assert_eq!(
+        s.send("free-co").0,
+        200,
+        "one token back after half a second"
+    );
+    assert_eq!(s.send("free-co").0, 429);
+    assert_eq!(s.shed_counts(), [("free-co".into(), "rate".into(), 2)]);
+}
+
+#[test]
+fn limits_change_at_run_time_per_tier_and_per_tenant() {
+    let mut s = setup(Protection::new().default_limits(Limits::none().concurrency(1)));
+    let held = s.start("acme");
+    assert_eq!(s.send("acme").0, 429);
+    // The tier's limit raised while a request is in flight: the next one passes.
+    s.protection
+        .set_default_limits(Limits::none().concurrency(3));
+    assert_eq!(s.send("acme").0, 200);
+    // A tenant of its own limit, tighter than its tier's.
+    s.registry
+        .set_tenant_limits("acme", Some(Limits::none().concurrency(1)))
+        .unwrap();
+    assert_eq!(s.send("acme").0, 429);
+    s.registry.set_tenant_limits("acme", None).unwrap();
+    assert_eq!(s.send("acme").0, 200);
+    drop(held);
+}
+
+#[test]
+fn fair_share_sheds_the_tenant_over_its_share_and_never_those_under_it() {
+    let mut s = setup(Protection::new().fair_share(8));
+    // The hog fills the service: 8 in flight is the capacity, so nothing is shed yet.
+    let mut hog: Vec<Pending> = (0..8).map(|_| s.start("hog")).collect();
+    // Saturated now: the newcomers hold 1 each, far under an equal split, and are served.
+    let small: Vec<Pending> = ["a", "b", "c"].iter().map(|t| s.start(t)).collect();
+    assert_eq!(s.protection.in_flight(), 11);
+    // The hog asking for more is over its share (8 of 11 in flight, a quarter of 8 is 2).
+    assert_eq!(s.send("hog"), (429, Some("1".into())));
+    assert_eq!(s.send("a").0, 200, "a tenant under its share is never shed");
+    for p in small {
+        assert_eq!(finish(p).status(), 200);
+    }
+    // Back under capacity: the hog is served again.
+    hog.truncate(4);
+    assert_eq!(s.send("hog").0, 200);
+    drop(hog);
+    assert_eq!(s.shed_counts(), [("hog".into(), "fair_share".into(), 1)]);
+}
+
+#[test]
+fn grpc_callers_get_resource_exhausted() {
+    let mut s = setup(Protection::new().default_limits(Limits::none().concurrency(0)));
+    let res = finish(s.service.call(request("acme", true)));
+    assert_eq!(res.status(), 200, "gRPC carries its status in grpc-status");
+    assert_eq!(res.headers()["grpc-status"], "8");
+    assert!(res.headers().contains_key("retry-after"));
+}
+
+#[test]
+fn a_flood_of_tenant_ids_keeps_the_limiters_bounded() {
+    let mut s = setup(Protection::new().default_limits(Limits::none().rate(Rate::per_second(1))));
+    for i in 0..5_000 {
+        s.send(&format!("t-{i}"));
+    }
+    // Each tenant's bucket lives in its registry entry: past the cap of 100 the rest share the
+    // `__overflow__` one, and are limited together.
+    assert_eq!(s.registry.len(), 100);
+    let shed: u64 = s.shed_counts().iter().map(|(_, _, n)| n).sum();
+    assert!(shed >= 4_800, "the shared overflow bucket: {shed}");
+}
