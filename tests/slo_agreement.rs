@@ -1,0 +1,211 @@
+//! The in-process burn rates and the Prometheus recording rules in `collector-config/` agree on
+//! the same traffic.
+//!
+//! Seven simulated hours of requests go through the layer on a manual clock; after each minute
+//! the Prometheus endpoint is scraped, and the scrapes become the input series of a
+//! `promtool test rules` file whose expected values are the `tenant_sla_burn_rate` gauges of the
+//! last scrape. promtool then evaluates the real recording rules and compares.
+//!
+//! Where the windows line up exactly (the minute windows, 5m to 2h) the traffic varies over
+//! time; the hour windows (6h and longer) are compared for a
+//! tenant whose error ratio is constant, since their buckets are whole hours while Prometheus
+//! slides by the minute.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tenant_otel::{Clock, Telemetry, TenantInfo};
+use tower::{service_fn, Layer, Service};
+
+const MINUTES: u64 = 7 * 60;
+
+/// Requests and failures of each tenant in minute `m`.
+fn traffic(tenant: &str, m: u64) -> (u64, u64) {
+    match tenant {
+        // 0.5 % failures, always.
+        "steady" => (200, 1),
+        // Clean, then 10 % failures over the last 20 minutes, worst in the last five.
+        "spiking" => match MINUTES - m {
+            0..=5 => (50, 25),
+            6..=20 => (50, 5),
+            _ => (50, 0),
+        },
+        // No tier: the standard objective, as `tier="unknown"` in the rules.
+        _ => (30, u64::from(m % 7 == 0)),
+    }
+}
+
+/// The sample values of the series the scrape holds, by series.
+fn parse(scrape: &str, into: &mut BTreeMap<String, Vec<f64>>, minute: usize) {
+    for line in scrape.lines() {
+        let Some(rest) = line.strip_prefix("http_server_request_duration_seconds_count{") else {
+            continue;
+        };
+        let (labels, value) = rest.rsplit_once("} ").unwrap();
+        let label = |key: &str| {
+            labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{key}=\"")))
+                .map(|v| v.trim_end_matches('"').to_owned())
+                .unwrap()
+        };
+        let series = format!(
+            "http_server_request_duration_seconds_count{{tenant_id=\"{}\",http_response_status_code=\"{}\"}}",
+            label("tenant_id"),
+            label("http_response_status_code")
+        );
+        let values = into.entry(series).or_default();
+        // A series first seen now was 0 before (a counter starts from nothing).
+        values.resize(minute, 0.0);
+        values.push(value.parse().unwrap());
+    }
+}
+
+fn gauge(scrape: &str, tenant: &str, window: &str) -> f64 {
+    scrape
+        .lines()
+        .find(|l| {
+            l.starts_with("tenant_sla_burn_rate{")
+                && l.contains(&format!("tenant_id=\"{tenant}\""))
+                && l.contains(&format!("window=\"{window}\""))
+                && l.contains("slo=\"availability\"")
+        })
+        .and_then(|l| l.rsplit_once(' '))
+        .map(|(_, v)| v.parse().unwrap())
+        .unwrap_or_else(|| panic!("no burn rate for {tenant} over {window}"))
+}
+
+#[test]
+fn in_process_burn_rates_agree_with_the_prometheus_rules() {
+    let clock = Clock::manual();
+    let telemetry = Telemetry::builder()
+        .clock(clock.clone())
+        .without_tracing_subscriber()
+        .without_globals()
+        .without_alert_task()
+        .init()
+        .unwrap();
+    let registry = telemetry.registry();
+    registry
+        .register_tenant("steady", TenantInfo::new("Steady", "premium", "eu"))
+        .unwrap();
+    registry
+        .register_tenant("spiking", TenantInfo::new("Spiking", "free", "eu"))
+        .unwrap();
+    let mut service = telemetry
+        .layer_builder()
+        .without_spans()
+        .build()
+        .layer(service_fn(|req: http::Request<()>| {
+            let status: u16 = req.headers()["x-status"].to_str().unwrap().parse().unwrap();
+            std::future::ready(Ok::<_, std::convert::Infallible>(
+                http::Response::builder()
+                    .status(status)
+                    .body(http_body_util::Empty::<axum::body::Bytes>::new())
+                    .unwrap(),
+            ))
+        }));
+    let scrape = || {
+        let res = tenant_otel::prometheus_response(telemetry.prometheus_registry());
+        let body = res.into_body();
+        let bytes = http_body_util::BodyExt::collect(body)
+            .now_or_never()
+            .expect("an in-memory body")
+            .unwrap()
+            .to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    };
+
+    let tenants = ["steady", "spiking", "no-tier"];
+    let mut series = BTreeMap::new();
+    let mut last = String::new();
+    parse(&scrape(), &mut series, 0);
+    for m in 1..=MINUTES {
+        clock.advance(Duration::from_secs(30));
+        for tenant in tenants {
+            let (total, failed) = traffic(tenant, m);
+            for i in 0..total {
+                let status = if i < failed { "500" } else { "200" };
+                let req = http::Request::builder()
+                    .header("x-tenant-id", tenant)
+                    .header("x-status", status)
+                    .body(())
+                    .unwrap();
+                service.call(req).now_or_never().unwrap().unwrap();
+            }
+        }
+        // The gauges are read a second before the minute ends: their window is then the last
+        // five (thirty, sixty...) whole minutes, as Prometheus 2's range selectors, closed at
+        // both ends, see them from the sample on the minute.
+        clock.advance(Duration::from_secs(29));
+        if m == MINUTES {
+            last = scrape();
+        }
+        clock.advance(Duration::from_secs(1));
+        parse(&scrape(), &mut series, m as usize);
+    }
+
+    let mut test = String::new();
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("collector-config/prometheus/rules/tenant-recording.rules.yml");
+    writeln!(test, "rule_files:\n  - {}", rules.display()).unwrap();
+    writeln!(
+        test,
+        "evaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:"
+    )
+    .unwrap();
+    for (name, values) in &series {
+        let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+        writeln!(
+            test,
+            "      - series: '{name}'\n        values: '{}'",
+            values.join(" ")
+        )
+        .unwrap();
+    }
+    for (tenant, tier) in [("steady", "premium"), ("spiking", "free")] {
+        writeln!(
+            test,
+            "      - series: 'tenant_info{{tenant_id=\"{tenant}\",tenant_tier=\"{tier}\"}}'\n        values: '1x{MINUTES}'"
+        )
+        .unwrap();
+    }
+    writeln!(test, "    promql_expr_test:").unwrap();
+    let mut compared = Vec::new();
+    for (tenant, tier, windows) in [
+        ("steady", "premium", &["5m", "30m", "1h", "2h", "6h"][..]),
+        ("spiking", "free", &["5m", "30m", "1h", "2h"][..]),
+        ("no-tier", "unknown", &["5m", "30m", "1h", "2h"][..]),
+    ] {
+        for window in windows {
+            let value = gauge(&last, tenant, window);
+            compared.push(format!("{tenant} {window} {value:.4}"));
+            writeln!(
+                test,
+                "      - expr: tenant:slo_burn_rate:ratio_rate{window}{{tenant_id=\"{tenant}\"}}\n        eval_time: {MINUTES}m\n        exp_samples:\n          - labels: 'tenant:slo_burn_rate:ratio_rate{window}{{tenant_id=\"{tenant}\",tier=\"{tier}\"}}'\n            value: {value}"
+            )
+            .unwrap();
+        }
+    }
+    // The spike shows: the short windows burn harder than the long ones.
+    assert!(gauge(&last, "spiking", "5m") > gauge(&last, "spiking", "1h"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("agreement_test.yml");
+    std::fs::write(&file, &test).unwrap();
+    let out = Command::new("promtool")
+        .args(["test", "rules", file.to_str().unwrap()])
+        .output()
+        .expect("promtool (apt-get install prometheus)");
+    println!("compared: {}", compared.join("; "));
+    assert!(
+        out.status.success(),
+        "the rules disagree with the in-process gauges\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
