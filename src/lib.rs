@@ -17,6 +17,9 @@
 //! - The in-process view ([`TenantRegistry::view`]) gives each tenant's counts, success rate and
 //!   latency percentiles beside the platform aggregate, with no collector; `view_router` and
 //!   `prometheus_router` serve it and the metrics over HTTP (features `axum`, `prometheus`).
+//! - Per-tenant SLOs ([`Slo`]), in-process alerts ([`AlertEngine`]) and protection
+//!   ([`Protection`]) are the operator's half: a failing tenant is paged within a minute, a tenant
+//!   hogging the service is named and kept from harming the others.
 //! - [`init()`](fn@init) sets up OTLP export (gRPC or HTTP) from the standard `OTEL_*` variables; with no
 //!   endpoint nothing leaves the process and the in-process view still works.
 //!
@@ -31,13 +34,15 @@
 //!                ├─▶ stats        windows, percentiles, SLA buckets, shares: plain arithmetic
 //!                ├─▶ instruments  contract names, keys, the OpenTelemetry instruments
 //!                ├─▶ propagation  tenant onto child spans, log records, outgoing calls (W3C)
+//!                ├─▶ protect      per-tenant limits and fair share
 //!                ▼
 //!             registry         one lookup: id ─▶ everything prepared for that tenant (capped)
 //!                │
-//!       ┌────────┴────────┐
-//!       ▼                 ▼
-//!     layer             query        the server span and metrics / the rag.* query API
-//!       └────────┬────────┘
+//!       ┌────────┼─────────┐
+//!       ▼        ▼         ▼
+//!     layer    query     alert     the server span and metrics / the rag.* query API /
+//!       │        │         │       SLO burn rates and thresholds judged every few seconds
+//!       └────────┼─────────┘
 //!                ▼
 //!              view            per-tenant view beside the platform aggregate; JSON, /metrics
 //!                │
