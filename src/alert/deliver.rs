@@ -83,29 +83,27 @@ fn trace(event: &AlertEvent) {
         event.kind.as_str(),
         event.slo.unwrap_or(""),
     );
+    let state = event.state.as_str();
+    // The level of a `tracing` event is fixed where it is written: one arm per level.
+    macro_rules! emit {
+        ($level:expr) => {
+            tracing::event!(
+                target: "tenant_otel::alert",
+                $level,
+                state,
+                alert,
+                slo,
+                tenant.id = %tenant,
+                tenant.tier = %tier,
+                windows = windows.as_str(),
+                readings = readings.as_str(),
+                "alert {alert} {state} for tenant {tenant}"
+            )
+        };
+    }
     match event.state {
-        AlertState::Firing => tracing::warn!(
-            target: "tenant_otel::alert",
-            state = "firing",
-            alert,
-            slo,
-            tenant.id = %tenant,
-            tenant.tier = %tier,
-            windows = windows.as_str(),
-            readings = readings.as_str(),
-            "alert {alert} firing for tenant {tenant}"
-        ),
-        AlertState::Resolved => tracing::info!(
-            target: "tenant_otel::alert",
-            state = "resolved",
-            alert,
-            slo,
-            tenant.id = %tenant,
-            tenant.tier = %tier,
-            windows = windows.as_str(),
-            readings = readings.as_str(),
-            "alert {alert} resolved for tenant {tenant}"
-        ),
+        AlertState::Firing => emit!(tracing::Level::WARN),
+        AlertState::Resolved => emit!(tracing::Level::INFO),
     }
 }
 
