@@ -145,12 +145,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ));
         let listener = tokio::net::TcpListener::bind(&addr).await?;
         println!(
-            "Serving on http://{addr}: /search (send header x-tenant-id), /tenants, /tenants/{{id}}, /metrics; Ctrl-C to stop."
+            "Serving on http://{addr}: /search (send header x-tenant-id), /tenants, /tenants/{{id}}, /metrics; Ctrl-C or SIGTERM to stop."
         );
         axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
+            .with_graceful_shutdown(tenant_otel::shutdown_signal())
             .await?;
     }
     telemetry.shutdown()?;

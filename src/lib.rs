@@ -63,8 +63,10 @@
 //!         .route("/hello", get(|| async { "hello" }))
 //!         .layer(telemetry.layer());
 //!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//!     axum::serve(listener, app).await?;
-//!     telemetry.shutdown()?;
+//!     axum::serve(listener, app)
+//!         .with_graceful_shutdown(tenant_otel::shutdown_signal())
+//!         .await?;
+//!     telemetry.shutdown()?; // flushes every pending span, metric and log record
 //!     Ok(())
 //! }
 //! ```
@@ -94,6 +96,8 @@ pub use alert::{
     AlertEngine, AlertEvent, AlertKind, AlertRules, AlertState, AlertSubscription, AlertTask,
     Reading, Severity,
 };
+#[cfg(feature = "signal")]
+pub use init::shutdown_signal;
 pub use init::{init, InitError, Protocol, ShutdownError, Signal, Telemetry, TelemetryBuilder};
 pub use layer::{
     MissingTenant, ResponseFuture, TenantBody, TenantLayer, TenantLayerBuilder, TenantService,

@@ -284,6 +284,10 @@ impl TelemetryBuilder {
                 .with(telemetry.log_bridge())
                 .try_init();
         }
+        // Said once, after the subscriber is in place so it reaches the console and the logs.
+        if let Some(warning) = export.as_ref().and_then(ExportTarget::mismatch) {
+            tracing::warn!(target: "tenant_otel", "{warning}");
+        }
         Ok(telemetry)
     }
 }

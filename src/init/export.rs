@@ -108,6 +108,25 @@ impl ExportTarget {
         }))
     }
 
+    /// A configuration that cannot work although nothing refuses it: the conventional port of
+    /// one OTLP protocol with the other protocol, which delivers nothing, silently.
+    pub(super) fn mismatch(&self) -> Option<String> {
+        let endpoint = self
+            .endpoint
+            .clone()
+            .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())?;
+        let port = endpoint.parse::<http::Uri>().ok()?.port_u16()?;
+        let (expected, other, port_of_other) = match (self.protocol, port) {
+            (Protocol::HttpProtobuf, 4317) => ("http/protobuf", "grpc", 4318),
+            (Protocol::Grpc, 4318) => ("grpc", "http/protobuf", 4317),
+            _ => return None,
+        };
+        Some(format!(
+            "OTLP endpoint {endpoint} is the conventional {other} port, but the protocol is {expected}: \
+             nothing will arrive. Set OTEL_EXPORTER_OTLP_PROTOCOL={other}, or use port {port_of_other}"
+        ))
+    }
+
     /// Attaches an exporter for each signal the target names. The gRPC exporter's connection
     /// tasks live on the runtime current when it is built: on the application's runtime they
     /// would stall whenever that runtime's thread blocks on shutdown (always, on a

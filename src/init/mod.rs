@@ -11,11 +11,15 @@
 mod builder;
 mod error;
 mod export;
+#[cfg(feature = "signal")]
+mod signal;
 mod telemetry;
 
 pub use builder::TelemetryBuilder;
 pub use error::{InitError, ShutdownError, Signal};
 pub use export::Protocol;
+#[cfg(feature = "signal")]
+pub use signal::shutdown_signal;
 pub use telemetry::Telemetry;
 
 /// Sets up everything with the defaults and the standard variables: `OTEL_SERVICE_NAME`,
