@@ -125,7 +125,7 @@ pub use view::view_router;
 #[cfg(feature = "prometheus")]
 pub use view::{prometheus_response, prometheus_router};
 pub use view::{
-    Aggregate, PlatformSummary, PlatformView, StatsSnapshot, TenantView, WindowSnapshot,
+    Aggregate, PlatformSummary, PlatformView, SloStatus, StatsSnapshot, TenantView, WindowSnapshot,
 };
 
 // The README's Rust examples are compiled and run as doc tests, so they stay true.

@@ -71,6 +71,7 @@ pub(super) struct Config {
     /// How the missing-tenant message names the sources, built once.
     pub(super) expected: String,
     pub(super) protection: Option<Protection>,
+    pub(super) json_errors: bool,
 }
 
 /// The tracer spans are started with: the SDK's own when a provider was given, which saves a
@@ -152,6 +153,7 @@ pub struct TenantLayerBuilder {
     drop_inbound_baggage: bool,
     https: bool,
     protection: Option<Protection>,
+    json_errors: bool,
 }
 
 impl TenantLayerBuilder {
@@ -230,6 +232,14 @@ impl TenantLayerBuilder {
         self
     }
 
+    /// Answer the requests the layer refuses itself (no usable tenant, shed) with a JSON body,
+    /// `{"error": "..."}`, instead of plain text: for JSON APIs. gRPC callers get
+    /// `grpc-message` either way.
+    pub fn json_errors(mut self) -> Self {
+        self.json_errors = true;
+        self
+    }
+
     /// Builds the layer.
     pub fn build(self) -> TenantLayer {
         let sources = if self.sources.is_empty() {
@@ -260,6 +270,7 @@ impl TenantLayerBuilder {
                 standard_propagation,
                 expected,
                 protection: self.protection,
+                json_errors: self.json_errors,
             }),
         }
     }

@@ -121,6 +121,8 @@ pub(super) struct Refusal {
     /// Names the source or the limit and the rule broken, never a raw value: printable ASCII.
     pub(super) message: String,
     pub(super) retry_after: Option<std::time::Duration>,
+    /// Answer HTTP callers with `{"error": message}` instead of plain text.
+    pub(super) json: bool,
 }
 
 impl Refusal {
@@ -140,11 +142,16 @@ impl Refusal {
             }
             res
         } else {
-            let mut res = Response::new(TenantBody::rejected(self.message));
+            let (body, content_type) = if self.json {
+                (json_error(&self.message), "application/json")
+            } else {
+                (self.message, "text/plain; charset=utf-8")
+            };
+            let mut res = Response::new(TenantBody::rejected(body));
             *res.status_mut() = self.status;
             res.headers_mut().insert(
                 http::header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
+                HeaderValue::from_static(content_type),
             );
             res
         };
@@ -155,5 +162,39 @@ impl Refusal {
                 .insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         res
+    }
+}
+
+/// `{"error": message}`. The message is the layer's own text (it names a source or a limit,
+/// never echoes a raw value), but it is escaped all the same.
+fn json_error(message: &str) -> String {
+    let mut out = String::with_capacity(message.len() + 12);
+    out.push_str("{\"error\":\"");
+    for c in message.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push_str("\"}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_error;
+
+    #[test]
+    fn json_errors_escape_what_json_needs_escaped() {
+        assert_eq!(
+            json_error("missing tenant id: expected header `x-tenant-id`"),
+            r#"{"error":"missing tenant id: expected header `x-tenant-id`"}"#
+        );
+        assert_eq!(
+            json_error("a \"b\" \\ \n"),
+            r#"{"error":"a \"b\" \\ \u000a"}"#
+        );
     }
 }

@@ -167,6 +167,7 @@ where
                 grpc_code: GRPC_INVALID_ARGUMENT,
                 message: rejection_message(config, &rejection),
                 retry_after: None,
+                json: config.json_errors,
             };
             return ResponseFuture::refused(inflight, refusal);
         }
@@ -183,6 +184,7 @@ where
                         grpc_code: GRPC_RESOURCE_EXHAUSTED,
                         message: format!("too many requests for this tenant ({})", shed.reason),
                         retry_after: Some(shed.retry_after),
+                        json: config.json_errors,
                     };
                     return ResponseFuture::refused(inflight, refusal);
                 }

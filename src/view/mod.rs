@@ -16,7 +16,7 @@ mod prometheus;
 
 #[cfg(feature = "axum")]
 pub use http::view_router;
-pub use model::{Aggregate, PlatformSummary, PlatformView, TenantView};
+pub use model::{Aggregate, PlatformSummary, PlatformView, SloStatus, TenantView};
 #[cfg(feature = "prometheus")]
 pub use prometheus::{prometheus_response, prometheus_router};
 

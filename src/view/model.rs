@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::registry::{TenantEntry, TenantRegistry};
-use crate::stats::{mean, success_rate, StatsSnapshot};
+use crate::stats::{mean, success_rate, Sli, StatsSnapshot, WINDOWS};
 use crate::tenant::{TenantInfo, OVERFLOW_TENANT, UNKNOWN_TENANT};
 
 /// Every tenant beside the platform aggregate, from [`TenantRegistry::view`].
@@ -84,16 +84,38 @@ pub struct TenantView {
     pub queries: StatsSnapshot,
     /// Last reported quota usage in percent, by resource type.
     pub quota: BTreeMap<String, f64>,
+    /// Where the tenant stands against each of its objectives.
+    pub sla: Vec<SloStatus>,
+}
+
+/// One objective of one tenant: its target, the error budget left over the compliance window,
+/// and the burn rates over the alerting windows (those with requests in them).
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "axum", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct SloStatus {
+    /// `availability` or `latency`.
+    pub slo: &'static str,
+    /// The share of requests that must be good.
+    pub objective: f64,
+    /// For a latency objective, the threshold a good request stays under, in seconds.
+    pub threshold_seconds: Option<f64>,
+    /// The share of the compliance window's error budget not yet spent (`None` without
+    /// requests).
+    pub error_budget_remaining: Option<f64>,
+    /// Burn rates by window (`5m` … `3d`).
+    pub burn_rates: BTreeMap<&'static str, f64>,
 }
 
 impl TenantView {
-    fn of(entry: &TenantEntry, now: Instant) -> Self {
+    fn of(registry: &TenantRegistry, entry: &TenantEntry, now: Instant) -> Self {
         TenantView {
             tenant: entry.id().as_str().to_owned(),
             info: entry.info(),
             requests: entry.requests.snapshot(now),
             queries: entry.queries.snapshot(now),
             quota: entry.quotas().into_iter().collect(),
+            sla: sla(registry, entry, now),
         }
     }
 
@@ -115,6 +137,37 @@ impl TenantView {
     fn p99_ms(&self) -> f64 {
         recent_p99(&self.requests).max(recent_p99(&self.queries))
     }
+}
+
+fn sla(registry: &TenantRegistry, entry: &TenantEntry, now: Instant) -> Vec<SloStatus> {
+    let slo = registry.slo_of_entry(entry);
+    let secs = registry.secs(now);
+    let slis = [
+        Some((Sli::Availability, slo.availability_objective(), None)),
+        slo.latency()
+            .map(|l| (Sli::Latency, l.target(), Some(l.threshold().as_secs_f64()))),
+    ];
+    slis.into_iter()
+        .flatten()
+        .map(|(sli, objective, threshold_seconds)| SloStatus {
+            slo: sli.label(),
+            objective: objective.get(),
+            threshold_seconds,
+            error_budget_remaining: entry.slo.budget_remaining(
+                secs,
+                registry.compliance_days(),
+                sli,
+                objective,
+            ),
+            burn_rates: WINDOWS
+                .iter()
+                .filter_map(|w| {
+                    let burn = entry.slo.burn(secs, *w, sli, objective)?;
+                    Some((w.label, burn.rate))
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 fn recent_rate(s: &StatsSnapshot) -> f64 {
@@ -210,7 +263,7 @@ impl TenantRegistry {
         let mut tenants: Vec<TenantView> = self
             .all_entries()
             .iter()
-            .map(|e| TenantView::of(e, now))
+            .map(|e| TenantView::of(self, e, now))
             .filter(|v| !v.is_idle() || !is_shared(v))
             .collect();
         for t in &tenants {
@@ -237,7 +290,7 @@ impl TenantRegistry {
     #[doc(alias = "get_tenant_metrics")]
     pub fn tenant_view(&self, id: &str) -> Option<TenantView> {
         self.entry_for_label(id)
-            .map(|e| TenantView::of(&e, self.now()))
+            .map(|e| TenantView::of(self, &e, self.now()))
     }
 }
 

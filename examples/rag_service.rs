@@ -1,0 +1,253 @@
+//! A multi-tenant RAG platform, observed per tenant.
+//!
+//! `POST /query` answers a question in two steps, retrieval and an LLM call, each a child span
+//! of the request's server span; the tenant comes from `x-tenant-id` (400 with a JSON error
+//! without a valid one). Simulation knobs: `?latency_ms=N` (how long the LLM takes) and
+//! `?fail=true`. The operator's endpoints sit outside the tenant layer: `GET /tenants` and
+//! `GET /tenants/{id}` (the in-process view, with the SLA and the alerts firing), `GET /metrics`
+//! (Prometheus text), `GET /health` (neither traced nor counted).
+//!
+//! ```sh
+//! cargo run --example rag_service -- --addr 127.0.0.1:8000
+//! curl -s -XPOST localhost:8000/query -H 'x-tenant-id: acme' -d '{"question":"what is RAG?"}'
+//! curl -s localhost:8000/tenants/acme
+//! ```
+//!
+//! With `OTEL_EXPORTER_OTLP_ENDPOINT` set, traces, metrics and logs go to that collector too.
+//! Ctrl-C or SIGTERM stops it after the requests in flight, and flushes all telemetry.
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+use tenant_otel::{AlertEvent, QueryOutcome, Telemetry, Tenant, TenantView};
+use tracing::Instrument;
+
+#[derive(Parser)]
+#[command(about = "A multi-tenant RAG service instrumented with tenant-otel")]
+struct Args {
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    addr: String,
+}
+
+#[derive(Deserialize)]
+struct Question {
+    question: String,
+}
+
+#[derive(Deserialize)]
+struct Knobs {
+    /// How long the LLM call takes, in ms.
+    #[serde(default = "default_latency")]
+    latency_ms: u64,
+    /// Make the LLM call fail.
+    #[serde(default)]
+    fail: bool,
+}
+
+fn default_latency() -> u64 {
+    50
+}
+
+#[derive(Serialize)]
+struct Answer {
+    tenant: String,
+    answer: String,
+    documents: u64,
+    tokens: u64,
+}
+
+#[derive(Clone)]
+struct App {
+    telemetry: std::sync::Arc<Telemetry>,
+}
+
+async fn query(
+    State(app): State<App>,
+    tenant: Tenant,
+    Query(knobs): Query<Knobs>,
+    Json(q): Json<Question>,
+) -> Response {
+    let registry = app.telemetry.registry();
+    let Ok(guard) = registry.start_query(&tenant) else {
+        return error(StatusCode::BAD_REQUEST, "invalid tenant");
+    };
+    // High-cardinality details belong on spans and logs, never on metrics.
+    tracing::info!(question.len = q.question.len(), "query received");
+    let documents = retrieve(&q.question)
+        .instrument(tracing::info_span!(
+            "retrieval",
+            rag.documents = tracing::field::Empty
+        ))
+        .await;
+    let generated = generate(&q.question, documents, &knobs)
+        .instrument(tracing::info_span!(
+            "llm.generate",
+            llm.model = "sim-1",
+            llm.tokens = tracing::field::Empty
+        ))
+        .await;
+    match generated {
+        Ok((answer, tokens)) => {
+            guard.end(
+                QueryOutcome::success()
+                    .docs_retrieved(documents)
+                    .llm_tokens(tokens),
+            );
+            Json(Answer {
+                tenant: tenant.id().to_string(),
+                answer,
+                documents,
+                tokens,
+            })
+            .into_response()
+        }
+        Err(why) => {
+            tracing::error!(error = why, "query failed");
+            guard.end(QueryOutcome::error().docs_retrieved(documents));
+            error(StatusCode::BAD_GATEWAY, why)
+        }
+    }
+}
+
+/// Retrieval: a vector search that finds a few documents.
+async fn retrieve(question: &str) -> u64 {
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let documents = 3 + (question.len() as u64 % 5);
+    tracing::Span::current().record("rag.documents", documents);
+    documents
+}
+
+/// The LLM call: takes `latency_ms`, fails on request.
+async fn generate(
+    question: &str,
+    documents: u64,
+    knobs: &Knobs,
+) -> Result<(String, u64), &'static str> {
+    tokio::time::sleep(Duration::from_millis(knobs.latency_ms)).await;
+    if knobs.fail {
+        return Err("the LLM provider returned an error");
+    }
+    let tokens = 100 + 20 * documents + question.len() as u64;
+    tracing::Span::current().record("llm.tokens", tokens);
+    Ok((format!("an answer from {documents} documents"), tokens))
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// One tenant, in the field names of the platform's API.
+#[derive(Serialize)]
+struct TenantReport {
+    tenant: String,
+    total_queries: u64,
+    success_count: u64,
+    error_count: u64,
+    success_rate: f64,
+    avg_duration_seconds: f64,
+    p99_duration_seconds: f64,
+    requests: u64,
+    sla: Vec<tenant_otel::SloStatus>,
+    firing_alerts: Vec<AlertReport>,
+}
+
+#[derive(Serialize)]
+struct AlertReport {
+    alert: &'static str,
+    slo: Option<&'static str>,
+    since_seconds: f64,
+    summary: String,
+}
+
+fn report(view: TenantView, alerts: Vec<AlertEvent>) -> TenantReport {
+    let q = &view.queries;
+    TenantReport {
+        total_queries: q.total,
+        success_count: q.success,
+        error_count: q.errors,
+        success_rate: q.success_rate,
+        avg_duration_seconds: q.avg_ms / 1000.0,
+        p99_duration_seconds: q.p99_ms / 1000.0,
+        requests: view.requests.total,
+        firing_alerts: alerts
+            .into_iter()
+            .map(|a| AlertReport {
+                alert: a.kind.as_str(),
+                slo: a.slo,
+                since_seconds: a.at.saturating_duration_since(a.since).as_secs_f64(),
+                summary: a.to_string(),
+            })
+            .collect(),
+        sla: view.sla,
+        tenant: view.tenant,
+    }
+}
+
+async fn tenants(State(app): State<App>) -> Response {
+    let view = app.telemetry.registry().view();
+    let alerts = app.telemetry.alerts();
+    let tenants: Vec<TenantReport> = view
+        .tenants
+        .into_iter()
+        .map(|t| {
+            let firing = alerts.firing_for(&t.tenant);
+            report(t, firing)
+        })
+        .collect();
+    Json(serde_json::json!({
+        "platform": {
+            "total_queries": view.platform.queries.total,
+            "success_rate": view.platform.queries.success_rate,
+            "avg_duration_seconds": view.platform.queries.avg_ms / 1000.0,
+            "tenants": view.platform.tenants,
+        },
+        "tenants": tenants,
+    }))
+    .into_response()
+}
+
+async fn tenant(State(app): State<App>, Path(id): Path<String>) -> Response {
+    match app.telemetry.registry().tenant_view(&id) {
+        Some(view) => Json(report(view, app.telemetry.alerts().firing_for(&id))).into_response(),
+        None => error(StatusCode::NOT_FOUND, "no such tenant"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    // OTEL_SERVICE_NAME wins when set.
+    let service_name = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "rag-service".into());
+    let telemetry = std::sync::Arc::new(Telemetry::builder().service_name(service_name).init()?);
+    let app = App {
+        telemetry: std::sync::Arc::clone(&telemetry),
+    };
+
+    let tenant_layer = telemetry.layer_builder().json_errors().build();
+    let router = Router::new()
+        .route("/query", post(query))
+        .layer(tenant_layer)
+        // Added after the layer: the operator's endpoints need no tenant and are not counted.
+        .route("/tenants", get(tenants))
+        .route("/tenants/{id}", get(tenant))
+        .route("/health", get(|| async { "ok" }))
+        .with_state(app)
+        .merge(tenant_otel::prometheus_router(
+            telemetry.prometheus_registry().clone(),
+        ));
+
+    let listener = tokio::net::TcpListener::bind(&args.addr).await?;
+    tracing::info!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(tenant_otel::shutdown_signal())
+        .await?;
+    telemetry.shutdown()?;
+    Ok(())
+}
