@@ -1,0 +1,150 @@
+//! A stopped service flushes what it has: `examples/rag_service` exporting to a collector gets
+//! one request, is stopped with SIGTERM (as an orchestrator stops it) or SIGINT (as Ctrl-C
+//! does), and its span, child spans, log record and metrics all arrive.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::attr;
+use fake_opentelemetry_collector::FakeCollectorServer;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+/// The example binary `cargo test` built beside this test.
+fn example(name: &str) -> PathBuf {
+    let deps = std::env::current_exe().unwrap();
+    let dir = deps.parent().unwrap().parent().unwrap();
+    let bin = dir.join("examples").join(name);
+    assert!(bin.exists(), "{} is built by `cargo test`", bin.display());
+    bin
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills the child if the test fails before it is stopped.
+struct Service(Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn stop_and_collect(signal: &str) {
+    let mut collector = FakeCollectorServer::start().await.unwrap();
+    let port = free_port();
+    let mut service = Service(
+        Command::new(example("rag_service"))
+            .args(["--addr", &format!("127.0.0.1:{port}")])
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint())
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+            .env("OTEL_SERVICE_NAME", "rag-service-under-test")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let res = loop {
+        let req = http::Request::post(format!("http://127.0.0.1:{port}/query"))
+            .header("x-tenant-id", "acme")
+            .header("content-type", "application/json")
+            .header("traceparent", format!("00-{TRACE_ID}-00f067aa0ba902b7-01"))
+            .body(Full::from(r#"{"question":"what is RAG?"}"#))
+            .unwrap();
+        match client.request(req).await {
+            Ok(res) => break res,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("the service never answered: {e}"),
+        }
+    };
+    assert_eq!(res.status(), 200);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("\"tenant\":\"acme\""));
+
+    let pid = service.0.id().to_string();
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = service.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "still running after {signal}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "a clean exit after {signal}: {status}");
+
+    // Everything was flushed before the process ended: no waiting for a periodic export.
+    let spans = collector.exported_spans(3, Duration::from_secs(5)).await;
+    let server = spans
+        .iter()
+        .find(|s| s.name == "POST /query")
+        .unwrap_or_else(|| panic!("no server span in {spans:?}"));
+    assert_eq!(server.trace_id, TRACE_ID, "joined the caller's trace");
+    assert_eq!(
+        attr(&server.attributes, "tenant.id").as_deref(),
+        Some("acme")
+    );
+    for child in ["retrieval", "llm.generate"] {
+        let span = spans
+            .iter()
+            .find(|s| s.name == child)
+            .unwrap_or_else(|| panic!("no {child} span"));
+        assert_eq!(span.trace_id, TRACE_ID);
+        assert_eq!(attr(&span.attributes, "tenant.id").as_deref(), Some("acme"));
+    }
+    let logs = collector.exported_logs(1, Duration::from_secs(5)).await;
+    let log = logs
+        .iter()
+        .find(|l| {
+            l.body
+                .as_deref()
+                .is_some_and(|b| b.contains("query received"))
+        })
+        .unwrap_or_else(|| panic!("no log record in {logs:?}"));
+    assert_eq!(attr(&log.attributes, "tenant.id").as_deref(), Some("acme"));
+    assert_eq!(log.trace_id, TRACE_ID);
+    let metrics = collector.exported_metrics(1, Duration::from_secs(5)).await;
+    let names: Vec<String> = metrics
+        .iter()
+        .flat_map(|m| m.metrics.iter().map(|m| m.name.clone()))
+        .collect();
+    for expected in ["http.server.request.duration", "rag.queries"] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} not among {names:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_spans_logs_and_metrics() {
+    stop_and_collect("TERM").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_flushes_spans_logs_and_metrics() {
+    stop_and_collect("INT").await;
+}
