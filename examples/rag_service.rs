@@ -25,7 +25,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use clap::Parser;
 use serde::{Deserialize, Serialize};
-use tenant_otel::{AlertEvent, QueryOutcome, Telemetry, Tenant, TenantView};
+use tenant_otel::{AlertEvent, QueryOutcome, Telemetry, Tenant, TenantInfo, TenantView};
 use tracing::Instrument;
 
 #[derive(Parser)]
@@ -34,6 +34,16 @@ struct Args {
     /// Where to listen.
     #[arg(long, default_value = "127.0.0.1:8000")]
     addr: String,
+    /// A tenant's tier, as `TENANT=TIER` (repeatable): exported in `tenant.info`, it picks the
+    /// tenant's objectives and its alerts' routes.
+    #[arg(long = "tier", value_parser = tenant_tier)]
+    tiers: Vec<(String, String)>,
+}
+
+fn tenant_tier(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(t, tier)| (t.to_owned(), tier.to_owned()))
+        .ok_or_else(|| format!("expected TENANT=TIER, not {s:?}"))
 }
 
 #[derive(Deserialize)]
@@ -226,6 +236,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // OTEL_SERVICE_NAME wins when set.
     let service_name = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "rag-service".into());
     let telemetry = std::sync::Arc::new(Telemetry::builder().service_name(service_name).init()?);
+    for (tenant, tier) in &args.tiers {
+        telemetry
+            .registry()
+            .register_tenant(tenant, TenantInfo::new(tenant, tier, ""))?;
+    }
     let app = App {
         telemetry: std::sync::Arc::clone(&telemetry),
     };

@@ -70,7 +70,10 @@ fn the_failing_tenant_is_first_alerted_and_alone() {
         finance_p99 > 3.0 * average,
         "the average ({average} ms) hides finance's p99 ({finance_p99} ms)"
     );
-    for row in table[1..].iter().filter(|r| !r.trim_start().starts_with("...")) {
+    for row in table[1..]
+        .iter()
+        .filter(|r| !r.trim_start().starts_with("..."))
+    {
         if let Some(p99) = row.split_whitespace().nth(4) {
             let p99: f64 = p99.parse().unwrap();
             assert!(p99 < average, "a healthy tenant under the average: {row}");
