@@ -1,0 +1,204 @@
+//! `examples/rag_service` exporting over OTLP to a real collector process (`rotel-agent`, from
+//! `pip install rotel`, which logs what it decodes), over gRPC and over HTTP/protobuf: one query
+//! with a caller's `traceparent`, then SIGTERM; the server span and its child spans carry the
+//! tenant and the caller's trace, the log record the tenant, the metrics the tenant label.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+const TRACE_ID: &str = "5bf92f3577b34da6a3ce929d0e0e4736";
+
+fn example(name: &str) -> PathBuf {
+    let deps = std::env::current_exe().unwrap();
+    let bin = deps
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(bin.exists(), "{} is built by `cargo test`", bin.display());
+    bin
+}
+
+fn rotel_agent() -> String {
+    if let Ok(path) = std::env::var("ROTEL_AGENT") {
+        return path;
+    }
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))",
+        ])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => String::from_utf8(o.stdout).unwrap().trim().to_owned(),
+        _ => panic!("rotel-agent not found: `pip install --pre rotel` (or set ROTEL_AGENT)"),
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Process {
+    /// Stops the process and returns all it wrote.
+    fn output(mut self) -> String {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        let mut text = String::new();
+        for pipe in [
+            self.0.stdout.take().map(|p| Box::new(p) as Box<dyn Read>),
+            self.0.stderr.take().map(|p| Box::new(p) as Box<dyn Read>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let mut pipe = pipe;
+            let _ = pipe.read_to_string(&mut text);
+        }
+        text
+    }
+}
+
+async fn export_over(protocol: &str) {
+    let (grpc_port, http_port, service_port) = (free_port(), free_port(), free_port());
+    let agent = Process(
+        Command::new(rotel_agent())
+            .args([
+                "start",
+                "--otlp-grpc-endpoint",
+                &format!("127.0.0.1:{grpc_port}"),
+                "--otlp-http-endpoint",
+                &format!("127.0.0.1:{http_port}"),
+                "--exporter",
+                "blackhole",
+                "--debug-log",
+                "traces",
+                "--debug-log",
+                "metrics",
+                "--debug-log",
+                "logs",
+                "--debug-log-verbosity",
+                "detailed",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start rotel-agent"),
+    );
+    let port = if protocol == "grpc" {
+        grpc_port
+    } else {
+        http_port
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "rotel-agent is not listening");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut service = Process(
+        Command::new(example("rag_service"))
+            .args(["--addr", &format!("127.0.0.1:{service_port}")])
+            .env(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://127.0.0.1:{port}"),
+            )
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let req = http::Request::post(format!("http://127.0.0.1:{service_port}/query"))
+            .header("x-tenant-id", "acme")
+            .header("content-type", "application/json")
+            .header("traceparent", format!("00-{TRACE_ID}-00f067aa0ba902b7-01"))
+            .body(Full::from(r#"{"question":"what is RAG?"}"#))
+            .unwrap();
+        match client.request(req).await {
+            Ok(res) => {
+                assert_eq!(res.status(), 200);
+                break;
+            }
+            Err(e) => {
+                assert!(Instant::now() < deadline, "rag_service never answered: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    let pid = service.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while service.0.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "rag_service still running after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Let the agent log the last batches, then read what it decoded.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let out = agent.output();
+
+    for expected in [
+        "POST /query",
+        "retrieval",
+        "llm.generate",
+        TRACE_ID,
+        "-> tenant.id: Str(acme)",
+        "query received",
+        "http.server.request.duration",
+        "rag.queries",
+        "-> service.name: Str(rag-service)",
+    ] {
+        assert!(
+            out.contains(expected),
+            "{protocol}: no {expected:?} in\n{out}"
+        );
+    }
+    // The server span and both child spans carry the tenant, and so do the log record and
+    // the metrics: many times over, never zero.
+    assert!(
+        out.matches("-> tenant.id: Str(acme)").count() >= 5,
+        "{protocol}:\n{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rag_service_exports_to_a_real_collector_over_grpc() {
+    export_over("grpc").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rag_service_exports_to_a_real_collector_over_http_protobuf() {
+    export_over("http/protobuf").await;
+}
