@@ -118,6 +118,41 @@ struct Bucket {
     slow: AtomicU64,
 }
 
+impl Bucket {
+    /// What the bucket holds, if it holds `period`.
+    fn counts_of(&self, period: u64) -> Option<Counts> {
+        (self.tag.load(Ordering::Acquire) == period + 1).then(|| self.counts())
+    }
+
+    fn counts(&self) -> Counts {
+        let total = self.total.load(Ordering::Relaxed);
+        // A reset racing this read may show more failures than requests for a moment.
+        Counts {
+            total,
+            failed: self.failed.load(Ordering::Relaxed).min(total),
+            slow: self.slow.load(Ordering::Relaxed).min(total),
+        }
+    }
+
+    fn store(&self, c: Counts) {
+        self.total.store(c.total, Ordering::Relaxed);
+        self.failed.store(c.failed, Ordering::Relaxed);
+        self.slow.store(c.slow, Ordering::Relaxed);
+    }
+
+    fn add(&self, c: Counts) {
+        for (counter, n) in [
+            (&self.total, c.total),
+            (&self.failed, c.failed),
+            (&self.slow, c.slow),
+        ] {
+            if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Ring<const N: usize> {
     buckets: [Bucket; N],
@@ -132,8 +167,13 @@ impl<const N: usize> Default for Ring<N> {
 }
 
 impl<const N: usize> Ring<N> {
-    fn record(&self, period: u64, failed: bool, slow: bool) {
-        let bucket = &self.buckets[(period % N as u64) as usize];
+    fn bucket(&self, period: u64) -> &Bucket {
+        &self.buckets[(period % N as u64) as usize]
+    }
+
+    /// Adds `c` to `period`, taking the bucket over from the period it held a ring ago.
+    fn add(&self, period: u64, c: Counts) {
+        let bucket = self.bucket(period);
         let tag = period + 1;
         let held = bucket.tag.load(Ordering::Acquire);
         if held != tag
@@ -142,56 +182,89 @@ impl<const N: usize> Ring<N> {
                 .compare_exchange(held, tag, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
         {
-            // The first request of a new period replaces what the bucket held a ring ago with
-            // itself. A request of the same period on another thread may land just before and be
-            // lost: the figures are approximate at period boundaries, never out of bounds.
-            bucket.total.store(1, Ordering::Relaxed);
-            bucket.failed.store(u64::from(failed), Ordering::Relaxed);
-            bucket.slow.store(u64::from(slow), Ordering::Relaxed);
+            // A writer of the same period on another thread may land just before and be lost:
+            // the figures are approximate at period boundaries, never out of bounds.
+            bucket.store(c);
             return;
         }
-        bucket.total.fetch_add(1, Ordering::Relaxed);
-        if failed {
-            bucket.failed.fetch_add(1, Ordering::Relaxed);
-        }
-        if slow {
-            bucket.slow.fetch_add(1, Ordering::Relaxed);
-        }
+        bucket.add(c);
     }
 
-    /// The counts of the last `periods` periods up to `now` (the current one included).
-    fn counts(&self, now: u64, periods: u64) -> Counts {
-        let oldest = (now + 1).saturating_sub(periods.min(N as u64));
+    /// The counts of the periods `oldest..=now` still held (a bucket's tag names its period
+    /// exactly, so a period older than the ring that was never taken over still counts).
+    fn counts(&self, oldest: u64, now: u64) -> Counts {
         let mut c = Counts::default();
         for b in &self.buckets {
             let tag = b.tag.load(Ordering::Acquire);
             if tag != 0 && (oldest..=now).contains(&(tag - 1)) {
-                let total = b.total.load(Ordering::Relaxed);
-                c.total += total;
-                // A reset racing this read may show more failures than requests for a moment.
-                c.failed += b.failed.load(Ordering::Relaxed).min(total);
-                c.slow += b.slow.load(Ordering::Relaxed).min(total);
+                let b = b.counts();
+                c.total += b.total;
+                c.failed += b.failed;
+                c.slow += b.slow;
             }
         }
         c
     }
 }
 
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, o: Counts) {
+        self.total += o.total;
+        self.failed += o.failed;
+        self.slow += o.slow;
+    }
+}
+
 /// One tenant's outcomes over every window.
+///
+/// A request writes to the minute ring alone (one to three atomic additions). The hour and day
+/// rings are filled when a new minute begins: the request that opens it folds the finished
+/// minutes in, so the coarse rings cost nothing per request. Readers of a long window add the
+/// minutes not folded yet.
 #[derive(Debug, Default)]
 pub(crate) struct SloWindows {
     minutes: Ring<MINUTE_BUCKETS>,
     hours: Ring<HOUR_BUCKETS>,
     days: Ring<DAY_BUCKETS>,
+    /// Every minute before this one is in the hour and day rings.
+    folded: AtomicU64,
 }
 
 impl SloWindows {
     /// Records one request that ended `secs` seconds after the registry's epoch.
     pub(crate) fn record(&self, secs: u64, failed: bool, slow: bool) {
         let minute = secs / 60;
-        self.minutes.record(minute, failed, slow);
-        self.hours.record(minute / 60, failed, slow);
-        self.days.record(minute / 1440, failed, slow);
+        let bucket = self.minutes.bucket(minute);
+        let one = Counts {
+            total: 1,
+            failed: u64::from(failed),
+            slow: u64::from(slow),
+        };
+        if bucket.tag.load(Ordering::Acquire) != minute + 1 {
+            // Before the bucket is taken over (it may hold a minute two hours old).
+            self.fold_before(minute);
+        }
+        self.minutes.add(minute, one);
+    }
+
+    /// Folds every finished minute before `minute` into the hour and day rings, once.
+    fn fold_before(&self, minute: u64) {
+        let from = self.folded.fetch_max(minute, Ordering::AcqRel);
+        if from >= minute {
+            return;
+        }
+        // By bucket, not by minute: after a long idle stretch the gap is long, the ring short.
+        for bucket in &self.minutes.buckets {
+            let Some(m) = bucket.tag.load(Ordering::Acquire).checked_sub(1) else {
+                continue;
+            };
+            if (from..minute).contains(&m) {
+                if let Some(c) = bucket.counts_of(m) {
+                    self.hours.add(m / 60, c);
+                    self.days.add(m / 1440, c);
+                }
+            }
+        }
     }
 
     /// The counts over the last `minutes` up to `secs` after the epoch, from the finest ring that
@@ -199,12 +272,31 @@ impl SloWindows {
     pub(crate) fn counts(&self, secs: u64, minutes: u64) -> Counts {
         let minute = secs / 60;
         if minutes <= MINUTE_BUCKETS as u64 {
-            self.minutes.counts(minute, minutes)
-        } else if minutes <= HOUR_BUCKETS as u64 * 60 {
-            self.hours.counts(minute / 60, minutes.div_ceil(60))
-        } else {
-            self.days.counts(minute / 1440, minutes.div_ceil(1440))
+            return self
+                .minutes
+                .counts((minute + 1).saturating_sub(minutes), minute);
         }
+        let (period, ring_counts) = if minutes <= HOUR_BUCKETS as u64 * 60 {
+            let periods = minutes.div_ceil(60);
+            let now = minute / 60;
+            (
+                60,
+                self.hours.counts((now + 1).saturating_sub(periods), now),
+            )
+        } else {
+            let periods = minutes.div_ceil(1440);
+            let now = minute / 1440;
+            (
+                1440,
+                self.days.counts((now + 1).saturating_sub(periods), now),
+            )
+        };
+        // The coarse window starts at the beginning of its oldest period.
+        let oldest = (minute / period + 1).saturating_sub(minutes.div_ceil(period)) * period;
+        let folded = self.folded.load(Ordering::Acquire);
+        let mut c = ring_counts;
+        c += self.minutes.counts(folded.max(oldest), minute);
+        c
     }
 
     /// The burn rate of `sli` over `window`, or `None` with no request in it.
@@ -308,6 +400,22 @@ mod tests {
         assert_eq!(six.total, 360);
         let month = w.counts(now, 30 * 1440);
         assert_eq!(month.total, 4320);
+    }
+
+    #[test]
+    fn an_idle_tenants_last_minutes_still_count_in_the_long_windows() {
+        let w = SloWindows::default();
+        for minute in 0..11 {
+            w.record(minute * 60, minute == 10, false);
+        }
+        // Three idle hours: minute 10 was never folded (no minute opened after it), but the day
+        // still holds it.
+        let day = w.counts(190 * 60, 1440);
+        assert_eq!((day.total, day.failed), (11, 1));
+        // A request now takes minute 10's bucket over only after folding it.
+        w.record(250 * 60, false, false);
+        let day = w.counts(250 * 60, 1440);
+        assert_eq!((day.total, day.failed), (12, 1));
     }
 
     #[test]
