@@ -38,7 +38,19 @@ struct Args {
     /// tenant's objectives and its alerts' routes.
     #[arg(long = "tier", value_parser = tenant_tier)]
     tiers: Vec<(String, String)>,
+    /// A vector store to call during retrieval (`GET {URL}/search`), with the request's
+    /// `traceparent` and baggage (the tenant) passed on; without one, retrieval is simulated.
+    #[arg(long)]
+    vector_store: Option<String>,
 }
+
+/// The HTTP client of downstream calls: every request carries the current trace and tenant.
+type Downstream = tenant_otel::PropagateService<
+    hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Empty<hyper::body::Bytes>,
+    >,
+>;
 
 fn tenant_tier(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
@@ -76,6 +88,7 @@ struct Answer {
 #[derive(Clone)]
 struct App {
     telemetry: std::sync::Arc<Telemetry>,
+    vector_store: Option<(String, Downstream)>,
 }
 
 async fn query(
@@ -90,7 +103,7 @@ async fn query(
     };
     // High-cardinality details belong on spans and logs, never on metrics.
     tracing::info!(question.len = q.question.len(), "query received");
-    let documents = retrieve(&q.question)
+    let documents = retrieve(&q.question, app.vector_store.clone())
         .instrument(tracing::info_span!(
             "retrieval",
             rag.documents = tracing::field::Empty
@@ -127,8 +140,23 @@ async fn query(
 }
 
 /// Retrieval: a vector search that finds a few documents.
-async fn retrieve(question: &str) -> u64 {
-    tokio::time::sleep(Duration::from_millis(5)).await;
+async fn retrieve(question: &str, store: Option<(String, Downstream)>) -> u64 {
+    match store {
+        Some((url, mut client)) => {
+            use tower::{Service, ServiceExt};
+            let req = http::Request::get(format!("{url}/search"))
+                .body(http_body_util::Empty::new())
+                .expect("a valid request");
+            let called = match client.ready().await {
+                Ok(client) => client.call(req).await.map(|res| res.status()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = called {
+                tracing::warn!(error = %e, "vector store unreachable");
+            }
+        }
+        None => tokio::time::sleep(Duration::from_millis(5)).await,
+    }
     let documents = 3 + (question.len() as u64 % 5);
     tracing::Span::current().record("rag.documents", documents);
     documents
@@ -241,8 +269,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .registry()
             .register_tenant(tenant, TenantInfo::new(tenant, tier, ""))?;
     }
+    let vector_store = args.vector_store.map(|url| {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        (
+            url,
+            tower::Layer::layer(&tenant_otel::PropagateLayer::new(), client),
+        )
+    });
     let app = App {
         telemetry: std::sync::Arc::clone(&telemetry),
+        vector_store,
     };
 
     let tenant_layer = telemetry.layer_builder().json_errors().build();

@@ -1,13 +1,19 @@
 //! `examples/rag_service` exporting over OTLP to a real collector process (`rotel-agent`, from
 //! `pip install rotel`, which logs what it decodes), over gRPC and over HTTP/protobuf: one query
 //! with a caller's `traceparent`, then SIGTERM; the server span and its child spans carry the
-//! tenant and the caller's trace, the log record the tenant, the metrics the tenant label.
+//! tenant and the caller's trace, the log record the tenant, the metrics the tenant label, and
+//! the downstream call rag_service makes carries the trace and the tenant in its baggage.
 
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::Router;
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
@@ -118,9 +124,29 @@ async fn export_over(protocol: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // The vector store rag_service calls: it keeps the headers it is called with.
+    let seen: Arc<Mutex<Vec<http::HeaderMap>>> = Arc::default();
+    let store =
+        Router::new()
+            .route(
+                "/search",
+                get(
+                    |State(seen): State<Arc<Mutex<Vec<http::HeaderMap>>>>,
+                     headers: http::HeaderMap| async move {
+                        seen.lock().unwrap().push(headers);
+                        "[]"
+                    },
+                ),
+            )
+            .with_state(Arc::clone(&seen));
+    let store_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let store_addr = store_listener.local_addr().unwrap();
+    let store_server = tokio::spawn(async move { axum::serve(store_listener, store).await });
+
     let mut service = Process(
         Command::new(example("rag_service"))
             .args(["--addr", &format!("127.0.0.1:{service_port}")])
+            .args(["--vector-store", &format!("http://{store_addr}")])
             .env(
                 "OTEL_EXPORTER_OTLP_ENDPOINT",
                 format!("http://127.0.0.1:{port}"),
@@ -165,6 +191,18 @@ async fn export_over(protocol: &str) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The downstream call carried the trace and the tenant.
+    let headers = seen
+        .lock()
+        .unwrap()
+        .pop()
+        .expect("rag_service called the vector store");
+    let traceparent = headers["traceparent"].to_str().unwrap();
+    assert!(traceparent.contains(TRACE_ID), "{traceparent}");
+    let baggage = headers["baggage"].to_str().unwrap();
+    assert!(baggage.contains("tenant.id=acme"), "{baggage}");
+    store_server.abort();
+
     // Let the agent log the last batches, then read what it decoded.
     tokio::time::sleep(Duration::from_millis(700)).await;
     let out = agent.output();

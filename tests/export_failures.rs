@@ -123,3 +123,78 @@ async fn a_bad_endpoint_is_an_error_not_a_panic() {
         "the exporter's own reason is kept"
     );
 }
+
+/// A writer for the `tracing` output of one test.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_port_of_the_other_protocol_is_named_with_the_variable_to_set() {
+    for (endpoint, protocol, advice) in [
+        (
+            "http://127.0.0.1:4317",
+            Protocol::HttpProtobuf,
+            "OTEL_EXPORTER_OTLP_PROTOCOL=grpc",
+        ),
+        (
+            "http://127.0.0.1:4318",
+            Protocol::Grpc,
+            "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
+        ),
+    ] {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let telemetry = tracing::subscriber::with_default(subscriber, || {
+            Telemetry::builder()
+                .otlp_endpoint(endpoint)
+                .protocol(protocol)
+                .without_tracing_subscriber()
+                .without_globals()
+                .without_alert_task()
+                .shutdown_timeout(Duration::from_millis(200))
+                .export_timeout(Duration::from_millis(200))
+                .init()
+                .unwrap()
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("WARN"), "{text}");
+        assert!(text.contains(advice), "{text}");
+        drop(telemetry);
+    }
+    // The matching port says nothing.
+    let out = Captured::default();
+    let writer = out.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .finish();
+    let telemetry = tracing::subscriber::with_default(subscriber, || {
+        Telemetry::builder()
+            .otlp_endpoint("http://127.0.0.1:4318")
+            .protocol(Protocol::HttpProtobuf)
+            .without_tracing_subscriber()
+            .without_globals()
+            .without_alert_task()
+            .shutdown_timeout(Duration::from_millis(200))
+            .init()
+            .unwrap()
+    });
+    assert!(!String::from_utf8(out.0.lock().unwrap().clone())
+        .unwrap()
+        .contains("OTEL_EXPORTER_OTLP_PROTOCOL"));
+    drop(telemetry);
+}
