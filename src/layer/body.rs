@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use super::future::PanicWatch;
 use super::inflight::InFlight;
 use crate::classify::End;
 
@@ -89,7 +90,10 @@ where
             } => {
                 let polled = {
                     let _attached = inflight.as_ref().map(|i| i.context().clone().attach());
-                    inner.as_mut().poll_frame(cx)
+                    let watch = PanicWatch(inflight);
+                    let polled = inner.as_mut().poll_frame(cx);
+                    std::mem::forget(watch);
+                    polled
                 };
                 match &polled {
                     Poll::Ready(None) => {

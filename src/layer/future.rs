@@ -74,7 +74,10 @@ where
             KindProj::Instrumented { future, inflight } => {
                 let result = {
                     let _attached = inflight.as_ref().map(|i| i.context().clone().attach());
-                    ready!(future.poll(cx))
+                    let watch = PanicWatch(inflight);
+                    let polled = future.poll(cx);
+                    std::mem::forget(watch);
+                    ready!(polled)
                 };
                 let Some(mut inflight) = inflight.take() else {
                     panic!("ResponseFuture polled after completion");
@@ -110,6 +113,23 @@ where
         }
     }
 }
+
+/// Ends the request as the server's failure if the handler panics while polled. Without it the
+/// record would be dropped later, by whatever catches the panic (`CatchPanicLayer`, the
+/// runtime), and read as a client that went away.
+pub(super) struct PanicWatch<'a>(pub(super) &'a mut Option<InFlight>);
+
+impl Drop for PanicWatch<'_> {
+    fn drop(&mut self) {
+        // Only reached while unwinding: a normal return forgets the watch.
+        if let Some(inflight) = self.0.take() {
+            inflight.finish(End::Error(PANIC));
+        }
+    }
+}
+
+/// `error.type` of a request whose handler or body panicked.
+pub(super) const PANIC: &str = "panic";
 
 /// A request answered by the layer itself: without a usable tenant (400, gRPC
 /// `INVALID_ARGUMENT`), or shed by the tenant's protection (429 with `Retry-After`, gRPC

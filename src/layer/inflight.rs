@@ -175,7 +175,13 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        // Dropped before the end of the body: the client went away (or the server shut down).
-        self.end(End::Cancelled);
+        // Dropped before the end of the body: the client went away (or the server shut down),
+        // unless the service panicked on its way to an answer, which is the server's failure.
+        let end = if std::thread::panicking() {
+            End::Error(super::future::PANIC)
+        } else {
+            End::Cancelled
+        };
+        self.end(end);
     }
 }

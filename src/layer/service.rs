@@ -17,7 +17,7 @@ use super::span::{handler_context, server_span};
 use crate::instruments::semconv;
 use crate::protect::AsGuard;
 use crate::registry::{Count, Tenant};
-use crate::tenant::{validate_client_id, InvalidTenantId, RequestHead};
+use crate::tenant::{validate_client_id, Ambiguous, InvalidTenantId, RequestHead};
 
 /// The service made by [`TenantLayer`](crate::TenantLayer). For each request it:
 ///
@@ -76,6 +76,8 @@ static BAGGAGE: http::HeaderName = http::HeaderName::from_static("baggage");
 /// Why no tenant could be used.
 enum Rejection {
     Missing,
+    /// More than one value in a source.
+    Ambiguous(String),
     Invalid(String, InvalidTenantId),
 }
 
@@ -205,7 +207,16 @@ where
 /// allocation.
 fn find_tenant(config: &Config, head: &RequestHead<'_>) -> (Result<Tenant, Rejection>, bool) {
     for source in &config.sources {
-        if let Some(raw) = source.find(head) {
+        let found = match source.find(head) {
+            Ok(found) => found,
+            Err(Ambiguous) => {
+                return (
+                    Err(Rejection::Ambiguous(source.describe())),
+                    source.is_baggage(),
+                )
+            }
+        };
+        if let Some(raw) = found {
             let result = match validate_client_id(&raw) {
                 Ok(id) => Ok(config.registry.lookup(id, Count::Request)),
                 Err(e) => Err(Rejection::Invalid(source.describe(), e)),
@@ -220,6 +231,9 @@ fn rejection_message(config: &Config, rejection: &Rejection) -> String {
     match rejection {
         Rejection::Missing => format!("missing tenant id: expected {}", config.expected),
         Rejection::Invalid(source, e) => format!("invalid tenant id in {source}: {e}"),
+        Rejection::Ambiguous(source) => {
+            format!("ambiguous tenant id: more than one value in {source}")
+        }
     }
 }
 

@@ -25,3 +25,4 @@ pub use source::{RequestHead, TenantSource};
 pub(crate) use context::{claimed_in_baggage, valid_in_baggage};
 pub(crate) use id::{is_reserved, validate, validate_client_id};
 pub(crate) use info::truncate;
+pub(crate) use source::Ambiguous;

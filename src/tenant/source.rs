@@ -107,10 +107,22 @@ impl TenantSource {
         matches!(self.0, Kind::Baggage)
     }
 
-    /// Finds the raw value (bytes: a header need not be UTF-8) without validating it.
-    pub(crate) fn find<'a>(&self, head: &RequestHead<'a>) -> Option<Cow<'a, [u8]>> {
-        match &self.0 {
-            Kind::Header(name) => head.headers.get(name).map(|v| Cow::Borrowed(v.as_bytes())),
+    /// Finds the raw value (bytes: a header need not be UTF-8) without validating it. More than
+    /// one value (a header sent twice, a query parameter repeated) is refused: a proxy that
+    /// appends instead of replacing must not let a client's own value through beside its own.
+    pub(crate) fn find<'a>(
+        &self,
+        head: &RequestHead<'a>,
+    ) -> Result<Option<Cow<'a, [u8]>>, Ambiguous> {
+        Ok(match &self.0 {
+            Kind::Header(name) => {
+                let mut values = head.headers.get_all(name).iter();
+                let first = values.next();
+                if values.next().is_some() {
+                    return Err(Ambiguous);
+                }
+                first.map(|v| Cow::Borrowed(v.as_bytes()))
+            }
             Kind::Baggage => {
                 claimed_in_baggage(head.baggage).map(|v| Cow::Owned(v.as_str().as_bytes().to_vec()))
             }
@@ -122,20 +134,34 @@ impl TenantSource {
                 .map(|s| Cow::Borrowed(s.as_bytes())),
             Kind::Subdomain(domain) => host(head).and_then(|host| {
                 let (label, rest) = host.split_once('.')?;
-                rest.eq_ignore_ascii_case(domain)
-                    .then_some(Cow::Borrowed(label.as_bytes()))
-            }),
-            Kind::Query(name) => head.uri.query().and_then(|q| {
-                q.split('&').find_map(|pair| {
-                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                    (k == &**name).then_some(Cow::Borrowed(v.as_bytes()))
+                if !rest.eq_ignore_ascii_case(domain) {
+                    return None;
+                }
+                // Host names are case-insensitive: `Acme.example.com` is `acme`.
+                Some(if label.bytes().any(|b| b.is_ascii_uppercase()) {
+                    Cow::Owned(label.to_ascii_lowercase().into_bytes())
+                } else {
+                    Cow::Borrowed(label.as_bytes())
                 })
             }),
+            Kind::Query(name) => {
+                let mut values = head.uri.query().into_iter().flat_map(|q| {
+                    q.split('&').filter_map(|pair| {
+                        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                        (k == &**name).then_some(v)
+                    })
+                });
+                let first = values.next();
+                if values.next().is_some() {
+                    return Err(Ambiguous);
+                }
+                first.map(|v| Cow::Borrowed(v.as_bytes()))
+            }
             Kind::Custom(f) => f(head).map(|s| match s {
                 Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
                 Cow::Owned(s) => Cow::Owned(s.into_bytes()),
             }),
-        }
+        })
     }
 
     /// How the source reads in an error message, e.g. ``header `x-tenant-id` ``.
@@ -157,14 +183,20 @@ impl fmt::Debug for TenantSource {
     }
 }
 
-/// The host without port: the URI authority (HTTP/2 `:authority`), else the `Host` header.
+/// The host without port and without the trailing dot of a fully qualified name: the URI
+/// authority (HTTP/2 `:authority`), else the `Host` header.
 fn host<'a>(head: &RequestHead<'a>) -> Option<&'a str> {
     let raw = match head.uri.host() {
         Some(h) => h,
         None => head.headers.get(http::header::HOST)?.to_str().ok()?,
     };
-    Some(raw.rsplit_once(':').map_or(raw, |(h, _)| h))
+    let host = raw.rsplit_once(':').map_or(raw, |(h, _)| h);
+    Some(host.strip_suffix('.').unwrap_or(host))
 }
+
+/// More than one value where one tenant id was expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ambiguous;
 
 #[cfg(test)]
 mod tests {
@@ -183,7 +215,7 @@ mod tests {
             headers: &map,
             baggage: &baggage,
         };
-        source.find(&head).map(|c| c.into_owned())
+        source.find(&head).unwrap().map(|c| c.into_owned())
     }
 
     #[test]
@@ -231,6 +263,15 @@ mod tests {
         assert_eq!(
             find(&TenantSource::query("tenant"), "/x?a=1&tenant=acme&b", &[]),
             Some(b"acme".to_vec())
+        );
+        assert_eq!(
+            find(
+                &TenantSource::subdomain_of("example.com"),
+                "/",
+                &[("host", "Acme.EXAMPLE.com.:8443")]
+            ),
+            Some(b"acme".to_vec()),
+            "host names are case-insensitive; a trailing dot is the same name"
         );
         let custom = TenantSource::from_fn(|head| {
             head.headers

@@ -1,0 +1,143 @@
+//! Requests that must not fool the layer: a tenant id given twice, hosts in other letter cases,
+//! and handlers that panic.
+
+use std::convert::Infallible;
+use std::panic::AssertUnwindSafe;
+
+use axum::body::Bytes;
+use futures_util::FutureExt;
+use http_body_util::{BodyExt, Empty};
+use opentelemetry::Value;
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+use tenant_otel::{Tenant, TenantLayer, TenantRegistry, TenantSource};
+use tower::{service_fn, Layer, ServiceExt};
+
+fn echo_tenant(
+    req: http::Request<()>,
+) -> std::future::Ready<Result<http::Response<String>, Infallible>> {
+    let tenant = req.extensions().get::<Tenant>().unwrap().id().to_string();
+    std::future::ready(Ok(http::Response::new(tenant)))
+}
+
+async fn send(layer: &TenantLayer, req: http::Request<()>) -> (u16, String) {
+    let res = layer
+        .layer(service_fn(echo_tenant))
+        .oneshot(req)
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn a_tenant_id_given_twice_is_refused_not_served_as_the_first() {
+    let header = TenantLayer::builder()
+        .registry(TenantRegistry::builder().build())
+        .without_spans()
+        .build();
+    let req = http::Request::builder()
+        .header("x-tenant-id", "evil")
+        .header("x-tenant-id", "good")
+        .body(())
+        .unwrap();
+    let (status, body) = send(&header, req).await;
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("more than one value in header `x-tenant-id`"),
+        "{body}"
+    );
+    // A second value that is not even valid is refused all the same.
+    let req = http::Request::builder()
+        .header("x-tenant-id", "good")
+        .header("x-tenant-id", "not valid!")
+        .body(())
+        .unwrap();
+    assert_eq!(send(&header, req).await.0, 400);
+
+    let query = TenantLayer::builder()
+        .registry(TenantRegistry::builder().build())
+        .source(TenantSource::query("tenant"))
+        .without_spans()
+        .build();
+    let req = http::Request::get("/x?tenant=evil&tenant=good")
+        .body(())
+        .unwrap();
+    let (status, body) = send(&query, req).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("query parameter `tenant`"), "{body}");
+    let req = http::Request::get("/x?tenant=good&other=1")
+        .body(())
+        .unwrap();
+    assert_eq!(send(&query, req).await, (200, "good".to_owned()));
+}
+
+#[tokio::test]
+async fn hosts_are_one_tenant_whatever_their_letter_case() {
+    let registry = TenantRegistry::builder().build();
+    let layer = TenantLayer::builder()
+        .registry(registry.clone())
+        .source(TenantSource::subdomain_of("example.com"))
+        .without_spans()
+        .build();
+    for host in [
+        "acme.example.com",
+        "ACME.example.com",
+        "Acme.EXAMPLE.com:8443",
+        "acme.example.com.",
+    ] {
+        let req = http::Request::builder()
+            .header("host", host)
+            .body(())
+            .unwrap();
+        assert_eq!(send(&layer, req).await, (200, "acme".to_owned()), "{host}");
+    }
+    assert_eq!(registry.len(), 1);
+}
+
+#[tokio::test]
+async fn a_panicking_handler_is_the_servers_failure() {
+    let registry = TenantRegistry::builder().build();
+    let spans = InMemorySpanExporter::default();
+    let tracer = SdkTracerProvider::builder()
+        .with_simple_exporter(spans.clone())
+        .build();
+    let layer = TenantLayer::builder()
+        .registry(registry.clone())
+        .tracer_provider(&tracer)
+        .build();
+    let panics_later = layer.layer(service_fn(|_req: http::Request<()>| async move {
+        tokio::task::yield_now().await;
+        panic!("the handler broke");
+        #[allow(unreachable_code)]
+        Ok::<_, Infallible>(http::Response::new(Empty::<Bytes>::new()))
+    }));
+    let req = || {
+        http::Request::builder()
+            .header("x-tenant-id", "acme")
+            .body(())
+            .unwrap()
+    };
+    // What `CatchPanicLayer` or the runtime does: catch the panic, drop the future later.
+    let caught = AssertUnwindSafe(panics_later.oneshot(req()))
+        .catch_unwind()
+        .await;
+    assert!(caught.is_err(), "the handler panicked");
+
+    let view = registry.tenant_view("acme").unwrap();
+    assert_eq!((view.requests.total, view.requests.errors), (1, 1));
+    assert_eq!(view.requests.active, 0);
+    let burn = view.sla[0].burn_rates["5m"];
+    assert!(burn > 100.0, "the panic spent error budget: {burn}");
+    let span = spans
+        .get_finished_spans()
+        .unwrap()
+        .pop()
+        .expect("the span ended");
+    let error_type = span
+        .attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == "error.type")
+        .map(|kv| kv.value.clone());
+    assert_eq!(error_type, Some(Value::from("panic")));
+}
