@@ -75,7 +75,7 @@ impl TenantSource {
         TenantSource(Kind::Baggage)
     }
 
-    /// The path segment at `index`, counting from 0 after the leading `/`:
+    /// The path segment at `index`, counting from 0 and skipping empty segments (`//`):
     /// `path_segment(1)` reads `acme` from `/tenants/acme/orders`.
     pub fn path_segment(index: usize) -> Self {
         TenantSource(Kind::PathSegment(index))
@@ -126,11 +126,14 @@ impl TenantSource {
             Kind::Baggage => {
                 claimed_in_baggage(head.baggage).map(|v| Cow::Owned(v.as_str().as_bytes().to_vec()))
             }
+            // Empty segments are skipped, as routers collapse `//`: `//t/acme` must not shift
+            // the index and read `t` where `/t/acme` reads `acme`.
             Kind::PathSegment(index) => head
                 .uri
                 .path()
-                .strip_prefix('/')
-                .and_then(|p| p.split('/').nth(*index))
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .nth(*index)
                 .map(|s| Cow::Borrowed(s.as_bytes())),
             Kind::Subdomain(domain) => host(head).and_then(|host| {
                 let (label, rest) = host.split_once('.')?;
@@ -235,6 +238,10 @@ mod tests {
         assert_eq!(
             find(&TenantSource::path_segment(3), "/tenants/acme", &[]),
             None
+        );
+        assert_eq!(
+            find(&TenantSource::path_segment(1), "//t/acme/hello", &[]),
+            Some(b"acme".to_vec())
         );
         assert_eq!(
             find(
