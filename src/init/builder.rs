@@ -17,6 +17,7 @@ use super::error::InitError;
 #[cfg(feature = "prometheus")]
 use super::error::Signal;
 use super::export::{ExportTarget, Pipelines, Protocol};
+use super::quiet::OncePerMinute;
 use super::telemetry::{default_filter, Telemetry, DEFAULT_SHUTDOWN_TIMEOUT};
 use crate::alert::{AlertEngine, AlertRules, DEFAULT_EVALUATION_INTERVAL};
 use crate::instruments::{names, SCOPE_NAME};
@@ -273,9 +274,11 @@ impl TelemetryBuilder {
         };
 
         if self.install_subscriber {
-            let console = self
-                .console_logs
-                .then(|| tracing_subscriber::fmt::layer().with_filter(default_filter()));
+            let console = self.console_logs.then(|| {
+                tracing_subscriber::fmt::layer()
+                    .with_filter(default_filter())
+                    .with_filter(OncePerMinute::default())
+            });
             // A subscriber set earlier (by the application or another test) wins; ours is then
             // simply not installed.
             let _ = tracing_subscriber::registry()

@@ -11,6 +11,7 @@
 mod builder;
 mod error;
 mod export;
+mod quiet;
 #[cfg(feature = "signal")]
 mod signal;
 mod telemetry;
