@@ -198,3 +198,44 @@ fn a_port_of_the_other_protocol_is_named_with_the_variable_to_set() {
         .contains("OTEL_EXPORTER_OTLP_PROTOCOL"));
     drop(telemetry);
 }
+
+/// Shutdown against a collector that accepts and never answers ends within its timeout, for
+/// both protocols, and says which signals it could not deliver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_within_its_timeout_against_a_black_hole() {
+    for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
+        let (endpoint, task) = silent_listener().await;
+        let telemetry = Telemetry::builder()
+            .otlp_endpoint(endpoint)
+            .protocol(protocol)
+            .shutdown_timeout(Duration::from_secs(1))
+            .without_tracing_subscriber()
+            .without_globals()
+            .without_alert_task()
+            .init()
+            .unwrap();
+        let app = Router::new()
+            .route("/work", get(|| async { "done" }))
+            .layer(telemetry.layer());
+        let res = app
+            .oneshot(
+                Request::get("/work")
+                    .header("x-tenant-id", "acme")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        res.into_body().collect().await.unwrap();
+        let started = std::time::Instant::now();
+        let result = tokio::task::spawn_blocking(move || telemetry.shutdown())
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        println!("{protocol:?}: shutdown took {took:?}: {result:?}");
+        assert!(took < Duration::from_millis(2500), "{protocol:?}: {took:?}");
+        let err = result.expect_err("nothing could be delivered");
+        assert!(err.failures().count() >= 1, "{err}");
+        task.abort();
+    }
+}

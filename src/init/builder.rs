@@ -101,8 +101,9 @@ impl TelemetryBuilder {
         self
     }
 
-    /// How long [`Telemetry::shutdown`] waits for the last spans and logs to be delivered
-    /// (default 30 s). The exporters' own timeout usually ends a hopeless export sooner.
+    /// How long [`Telemetry::shutdown`] waits in all for the last spans, metrics and logs to be
+    /// delivered (default 10 s). The exporters' own timeout usually ends a hopeless export
+    /// sooner.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
         self

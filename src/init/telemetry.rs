@@ -4,9 +4,10 @@
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -21,7 +22,7 @@ use crate::layer::{TenantLayer, TenantLayerBuilder};
 use crate::registry::TenantRegistry;
 
 /// How long shutdown waits by default for pending telemetry to be delivered.
-pub(super) const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The providers, the tenant registry and the subscriber set up by [`init`](fn@crate::init). Dropping it, or
 /// [`shutdown`](Self::shutdown), flushes everything pending.
@@ -125,8 +126,9 @@ impl Telemetry {
     }
 
     /// Flushes every pending span, metric and log record and stops the exporters. Blocks until
-    /// done, at most the shutdown timeout (30 s by default) per signal. A second call does
-    /// nothing.
+    /// done, at most the shutdown timeout in all (10 s by default: inside Kubernetes' 30 s grace
+    /// period); what could not be delivered by then is reported by signal, and its exporter is
+    /// left to finish or give up in the background. A second call does nothing.
     pub fn shutdown(&self) -> Result<(), ShutdownError> {
         if self.shut_down.swap(true, Ordering::AcqRel) {
             return Ok(());
@@ -141,30 +143,69 @@ impl Telemetry {
             task.stop();
             self.alerts.evaluate();
         }
-        let timeout = self.shutdown_timeout;
-        let failures = [
-            (
-                Signal::Traces,
-                self.tracer_provider.shutdown_with_timeout(timeout),
-            ),
-            (
-                Signal::Metrics,
-                self.meter_provider.shutdown_with_timeout(timeout),
-            ),
-            (
-                Signal::Logs,
-                self.logger_provider.shutdown_with_timeout(timeout),
-            ),
-        ]
-        .into_iter()
-        .filter_map(|(signal, result)| result.err().map(|e| (signal, e)))
-        .collect();
+        let failures = self.shut_providers_down();
         // Everything is flushed: the export runtime can go.
         *self
             .export_runtime
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = ExportRuntime::default();
         ShutdownError::of(failures).map_or(Ok(()), Err)
+    }
+}
+
+impl Telemetry {
+    /// Shuts the three providers down at once, each on a thread of its own, and waits for them
+    /// until the deadline: the SDK bounds some steps by timeouts of its own (the metric reader's
+    /// final export), so waiting for each in turn could take several times the timeout.
+    fn shut_providers_down(&self) -> Vec<(Signal, OTelSdkError)> {
+        let timeout = self.shutdown_timeout;
+        let deadline = Instant::now() + timeout;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let jobs: [(Signal, Box<dyn FnOnce() -> OTelSdkResult + Send>); 3] = [
+            (Signal::Traces, {
+                let p = self.tracer_provider.clone();
+                Box::new(move || p.shutdown_with_timeout(timeout))
+            }),
+            (Signal::Metrics, {
+                let p = self.meter_provider.clone();
+                Box::new(move || p.shutdown_with_timeout(timeout))
+            }),
+            (Signal::Logs, {
+                let p = self.logger_provider.clone();
+                Box::new(move || p.shutdown_with_timeout(timeout))
+            }),
+        ];
+        for (signal, job) in jobs {
+            let (tx, on_error) = (tx.clone(), tx.clone());
+            let spawned = std::thread::Builder::new()
+                .name("tenant-otel-shutdown".into())
+                .spawn(move || {
+                    let _ = tx.send((signal, job()));
+                });
+            if let Err(e) = spawned {
+                // No thread to be had: report it rather than block without a bound.
+                let _ = on_error.send((signal, Err(OTelSdkError::InternalFailure(e.to_string()))));
+            }
+        }
+        drop(tx);
+        let mut pending = vec![Signal::Traces, Signal::Metrics, Signal::Logs];
+        let mut failures = Vec::new();
+        while !pending.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok((signal, result)) = rx.recv_timeout(left) else {
+                break;
+            };
+            pending.retain(|s| *s != signal);
+            if let Err(e) = result {
+                failures.push((signal, e));
+            }
+        }
+        failures.extend(
+            pending
+                .into_iter()
+                .map(|signal| (signal, OTelSdkError::Timeout(timeout))),
+        );
+        failures
     }
 }
 
