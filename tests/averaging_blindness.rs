@@ -2,21 +2,11 @@
 //! first, alerts for it and for no one else, shows a platform average far below its p99, and
 //! writes the chart.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod processes;
 
-fn example(name: &str) -> PathBuf {
-    let deps = std::env::current_exe().unwrap();
-    let bin = deps
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(bin.exists(), "{} is built by `cargo test`", bin.display());
-    bin
-}
+use processes::example;
+
+use std::process::Command;
 
 /// The number after `label` on the line that holds it.
 fn number_after(text: &str, label: &str) -> f64 {

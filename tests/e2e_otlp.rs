@@ -4,9 +4,11 @@
 //! tenant and the caller's trace, the log record the tenant, the metrics the tenant label, and
 //! the downstream call rag_service makes carries the trace and the tenant in its baggage.
 
-use std::io::Read;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod processes;
+
+use processes::{example, free_port, Collector, Process};
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use std::sync::{Arc, Mutex};
@@ -21,108 +23,14 @@ use hyper_util::rt::TokioExecutor;
 
 const TRACE_ID: &str = "5bf92f3577b34da6a3ce929d0e0e4736";
 
-fn example(name: &str) -> PathBuf {
-    let deps = std::env::current_exe().unwrap();
-    let bin = deps
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(bin.exists(), "{} is built by `cargo test`", bin.display());
-    bin
-}
-
-fn rotel_agent() -> String {
-    if let Ok(path) = std::env::var("ROTEL_AGENT") {
-        return path;
-    }
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))",
-        ])
-        .output();
-    match out {
-        Ok(o) if o.status.success() => String::from_utf8(o.stdout).unwrap().trim().to_owned(),
-        _ => panic!("rotel-agent not found: `pip install --pre rotel` (or set ROTEL_AGENT)"),
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Process {
-    /// Stops the process and returns all it wrote.
-    fn output(mut self) -> String {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        let mut text = String::new();
-        for pipe in [
-            self.0.stdout.take().map(|p| Box::new(p) as Box<dyn Read>),
-            self.0.stderr.take().map(|p| Box::new(p) as Box<dyn Read>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let mut pipe = pipe;
-            let _ = pipe.read_to_string(&mut text);
-        }
-        text
-    }
-}
-
 async fn export_over(protocol: &str) {
-    let (grpc_port, http_port, service_port) = (free_port(), free_port(), free_port());
-    let agent = Process(
-        Command::new(rotel_agent())
-            .args([
-                "start",
-                "--otlp-grpc-endpoint",
-                &format!("127.0.0.1:{grpc_port}"),
-                "--otlp-http-endpoint",
-                &format!("127.0.0.1:{http_port}"),
-                "--exporter",
-                "blackhole",
-                "--debug-log",
-                "traces",
-                "--debug-log",
-                "metrics",
-                "--debug-log",
-                "logs",
-                "--debug-log-verbosity",
-                "detailed",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start rotel-agent"),
-    );
+    let service_port = free_port();
+    let agent = Collector::start();
     let port = if protocol == "grpc" {
-        grpc_port
+        agent.grpc_port
     } else {
-        http_port
+        agent.http_port
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "rotel-agent is not listening");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     // The vector store rag_service calls: it keeps the headers it is called with.
     let seen: Arc<Mutex<Vec<http::HeaderMap>>> = Arc::default();

@@ -3,9 +3,9 @@
 //! does), and its span, child spans, log record and metrics all arrive.
 
 mod common;
+mod processes;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::attr;
@@ -14,40 +14,14 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use processes::{example, free_port, Process};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-
-/// The example binary `cargo test` built beside this test.
-fn example(name: &str) -> PathBuf {
-    let deps = std::env::current_exe().unwrap();
-    let dir = deps.parent().unwrap().parent().unwrap();
-    let bin = dir.join("examples").join(name);
-    assert!(bin.exists(), "{} is built by `cargo test`", bin.display());
-    bin
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Kills the child if the test fails before it is stopped.
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 async fn stop_and_collect(signal: &str) {
     let mut collector = FakeCollectorServer::start().await.unwrap();
     let port = free_port();
-    let mut service = Service(
+    let mut service = Process(
         Command::new(example("rag_service"))
             .args(["--addr", &format!("127.0.0.1:{port}")])
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint())
