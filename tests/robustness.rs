@@ -141,3 +141,56 @@ async fn a_panicking_handler_is_the_servers_failure() {
         .map(|kv| kv.value.clone());
     assert_eq!(error_type, Some(Value::from("panic")));
 }
+
+#[tokio::test]
+async fn the_span_says_which_source_decided_the_tenant() {
+    let spans = InMemorySpanExporter::default();
+    let tracer = SdkTracerProvider::builder()
+        .with_simple_exporter(spans.clone())
+        .build();
+    let layer = TenantLayer::builder()
+        .registry(TenantRegistry::builder().build())
+        .tracer_provider(&tracer)
+        .source(TenantSource::header("x-tenant-id"))
+        .source(TenantSource::query("tenant"))
+        .source(TenantSource::subdomain_of("example.com"))
+        .source(TenantSource::path_segment(1))
+        .build();
+    let requests = [
+        (
+            "header",
+            http::Request::get("/t/p").header("x-tenant-id", "a"),
+        ),
+        ("query", http::Request::get("/t/p?tenant=b")),
+        (
+            "host",
+            http::Request::get("/t/p").header("host", "c.example.com"),
+        ),
+        ("path", http::Request::get("/tenants/d")),
+    ];
+    for (expected, req) in requests {
+        assert_eq!(send(&layer, req.body(()).unwrap()).await.0, 200);
+        let span = spans.get_finished_spans().unwrap().pop().unwrap();
+        let source = span
+            .attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == "tenant.source")
+            .map(|kv| kv.value.clone());
+        assert_eq!(source, Some(Value::from(expected)));
+        spans.reset();
+    }
+    // A refused request names no source, and claims no mismatch with a tenant nobody found.
+    let req = http::Request::get("/")
+        .header("x-tenant-id", "bad id!")
+        .header("baggage", "tenant.id=other")
+        .body(())
+        .unwrap();
+    assert_eq!(send(&layer, req).await.0, 400);
+    let span = spans.get_finished_spans().unwrap().pop().unwrap();
+    for key in ["tenant.source", "tenant.baggage_mismatch"] {
+        assert!(
+            span.attributes.iter().all(|kv| kv.key.as_str() != key),
+            "{key} on a refused request's span"
+        );
+    }
+}

@@ -17,6 +17,8 @@ pub struct AlertTask {
 
 impl AlertTask {
     pub(super) fn spawn(engine: AlertEngine, every: Duration) -> std::io::Result<Self> {
+        // A zero interval would spin: evaluating ten times a second is plenty.
+        let every = every.max(Duration::from_millis(100));
         let (stop, stopped) = channel::<()>();
         let thread = std::thread::Builder::new()
             .name("tenant-otel-alerts".into())

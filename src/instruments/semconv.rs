@@ -16,6 +16,8 @@ pub(crate) const NETWORK_PROTOCOL_VERSION: Key = Key::from_static_str("network.p
 pub(crate) const TENANT_ID: Key = Key::from_static_str(crate::tenant::TENANT_ID_KEY);
 pub(crate) const TENANT_BAGGAGE_MISMATCH: Key = Key::from_static_str("tenant.baggage_mismatch");
 pub(crate) const TENANT_BAGGAGE_CLAIMED: Key = Key::from_static_str("tenant.baggage_claimed");
+/// Which source decided the tenant: `header`, `baggage`, `path`, `host`, `query`, `fn`.
+pub(crate) const TENANT_SOURCE: Key = Key::from_static_str("tenant.source");
 pub(crate) const TENANT_TIER: Key = Key::from_static_str("tenant.tier");
 pub(crate) const TENANT_REGION: Key = Key::from_static_str("tenant.region");
 pub(crate) const TENANT_NAME: Key = Key::from_static_str("tenant.name");

@@ -17,7 +17,7 @@ use super::span::{handler_context, server_span};
 use crate::instruments::semconv;
 use crate::protect::AsGuard;
 use crate::registry::{Count, Tenant};
-use crate::tenant::{validate_client_id, Ambiguous, InvalidTenantId, RequestHead};
+use crate::tenant::{validate_client_id, Ambiguous, InvalidTenantId, RequestHead, TenantSource};
 
 /// The service made by [`TenantLayer`](crate::TenantLayer). For each request it:
 ///
@@ -117,7 +117,7 @@ where
         };
         let inbound = parent.baggage();
 
-        let (found, source_is_baggage) = {
+        let found = {
             let head = RequestHead {
                 method: req.method(),
                 uri: req.uri(),
@@ -126,9 +126,10 @@ where
             };
             find_tenant(config, &head)
         };
-        let (tenant, rejection) = match found {
-            Ok(tenant) => (tenant, None),
-            Err(rejection) => (config.registry.unknown(), Some(rejection)),
+        // Which source decided: only for a tenant found, never for a refusal.
+        let (tenant, rejection, decided_by) = match found {
+            Ok((tenant, source)) => (tenant, None, Some(source)),
+            Err(rejection) => (config.registry.unknown(), Some(rejection), None),
         };
         let rejection = rejection.filter(|_| config.missing == MissingTenant::Reject);
 
@@ -146,7 +147,7 @@ where
                 route.as_ref().map(|r| &r.name),
                 &tenant,
                 inbound,
-                source_is_baggage,
+                decided_by,
             );
             config.tracer.start(builder, &handler_cx)
         };
@@ -204,27 +205,23 @@ where
 
 /// Runs the source chain (the first source that finds a value decides, valid or not) and looks
 /// the tenant up while the value is still borrowed from the request, so a known tenant costs no
-/// allocation.
-fn find_tenant(config: &Config, head: &RequestHead<'_>) -> (Result<Tenant, Rejection>, bool) {
+/// allocation. Returns the tenant with the source that decided it.
+fn find_tenant<'c>(
+    config: &'c Config,
+    head: &RequestHead<'_>,
+) -> Result<(Tenant, &'c TenantSource), Rejection> {
     for source in &config.sources {
-        let found = match source.find(head) {
-            Ok(found) => found,
-            Err(Ambiguous) => {
-                return (
-                    Err(Rejection::Ambiguous(source.describe())),
-                    source.is_baggage(),
-                )
-            }
-        };
+        let found = source
+            .find(head)
+            .map_err(|Ambiguous| Rejection::Ambiguous(source.describe()))?;
         if let Some(raw) = found {
-            let result = match validate_client_id(&raw) {
-                Ok(id) => Ok(config.registry.lookup(id, Count::Request)),
+            return match validate_client_id(&raw) {
+                Ok(id) => Ok((config.registry.lookup(id, Count::Request), source)),
                 Err(e) => Err(Rejection::Invalid(source.describe(), e)),
             };
-            return (result, source.is_baggage());
         }
     }
-    (Err(Rejection::Missing), false)
+    Err(Rejection::Missing)
 }
 
 fn rejection_message(config: &Config, rejection: &Rejection) -> String {

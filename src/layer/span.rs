@@ -11,7 +11,7 @@ use opentelemetry::{Context, KeyValue, StringValue};
 use super::builder::Config;
 use crate::instruments::semconv;
 use crate::registry::Tenant;
-use crate::tenant::{claimed_in_baggage, truncate, TENANT_ID_KEY};
+use crate::tenant::{claimed_in_baggage, truncate, TenantSource, TENANT_ID_KEY};
 
 /// The server span: named `{method} {route}`, with the HTTP semantic conventions' attributes and
 /// `tenant.id` (the real id, also past the cardinality cap).
@@ -22,7 +22,7 @@ pub(super) fn server_span<B>(
     route: Option<&Arc<str>>,
     tenant: &Tenant,
     inbound: &Baggage,
-    source_is_baggage: bool,
+    decided_by: Option<&TenantSource>,
 ) -> SpanBuilder {
     let mut attributes = Vec::with_capacity(8);
     attributes.push(KeyValue::new(
@@ -56,8 +56,13 @@ pub(super) fn server_span<B>(
         ));
     }
     attributes.push(KeyValue::new(semconv::TENANT_ID, tenant.id().to_value()));
-    if let Some(claimed) = claimed_in_baggage(inbound) {
-        if !source_is_baggage && claimed.as_str() != tenant.id().as_str() {
+    if let Some(source) = decided_by {
+        attributes.push(KeyValue::new(semconv::TENANT_SOURCE, source.kind_name()));
+    }
+    // Only where a trusted source found a tenant is a different one in baggage a mismatch.
+    let trusted = decided_by.filter(|s| !s.is_baggage());
+    if let (Some(_), Some(claimed)) = (trusted, claimed_in_baggage(inbound)) {
+        if claimed.as_str() != tenant.id().as_str() {
             // A caller claimed another tenant in baggage than the trusted source found:
             // recorded for audit, never believed.
             attributes.push(KeyValue::new(semconv::TENANT_BAGGAGE_MISMATCH, true));

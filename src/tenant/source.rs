@@ -103,6 +103,18 @@ impl TenantSource {
         TenantSource(Kind::Custom(Arc::new(f)))
     }
 
+    /// The `tenant.source` attribute value: `header`, `baggage`, `path`, `host`, `query`, `fn`.
+    pub(crate) fn kind_name(&self) -> &'static str {
+        match &self.0 {
+            Kind::Header(_) => "header",
+            Kind::Baggage => "baggage",
+            Kind::PathSegment(_) => "path",
+            Kind::Subdomain(_) => "host",
+            Kind::Query(_) => "query",
+            Kind::Custom(_) => "fn",
+        }
+    }
+
     pub(crate) fn is_baggage(&self) -> bool {
         matches!(self.0, Kind::Baggage)
     }
