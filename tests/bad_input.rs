@@ -6,6 +6,8 @@ use axum::routing::get;
 use axum::Router;
 use http::{HeaderValue, Request, StatusCode};
 use http_body_util::BodyExt;
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use tenant_otel::{Tenant, TenantLayer, TenantRegistry, TenantSource};
 use tower::ServiceExt;
 
@@ -31,7 +33,11 @@ fn with_tenant(value: HeaderValue) -> Request<Body> {
 
 #[tokio::test]
 async fn missing_empty_invalid_and_oversized_ids_get_a_clear_400() {
-    let registry = TenantRegistry::builder().build();
+    let exporter = InMemoryMetricExporter::default();
+    let provider = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(exporter.clone()).build())
+        .build();
+    let registry = TenantRegistry::builder().meter_provider(&provider).build();
     let app = app(TenantLayer::builder().registry(registry.clone()).build());
 
     let (status, msg) = send(&app, Request::get("/").body(Body::empty()).unwrap()).await;
@@ -70,11 +76,32 @@ async fn missing_empty_invalid_and_oversized_ids_get_a_clear_400() {
     }
     assert_eq!(registry.len(), 0, "rejected ids never become tenants");
     let unknown = registry.request_stats("__unknown__").unwrap();
+    assert_eq!(unknown.total, 0, "rejections are in no tenant's numbers");
+    // ... but counted once each, by reason.
+    provider.force_flush().unwrap();
+    let mut rejected = std::collections::BTreeMap::new();
+    for rm in exporter.get_finished_metrics().unwrap() {
+        for m in rm.scope_metrics().flat_map(|sm| sm.metrics()) {
+            if m.name() != "tenant.requests.rejected" {
+                continue;
+            }
+            let AggregatedMetrics::U64(MetricData::Sum(sum)) = m.data() else {
+                panic!("a u64 counter");
+            };
+            for p in sum.data_points() {
+                let reason = p
+                    .attributes()
+                    .find(|kv| kv.key.as_str() == "reason")
+                    .map(|kv| kv.value.to_string())
+                    .unwrap();
+                rejected.insert(reason, p.value());
+            }
+        }
+    }
     assert_eq!(
-        unknown.total, 6,
-        "rejections are still counted, as __unknown__"
+        rejected,
+        [("invalid".to_owned(), 5), ("missing".to_owned(), 1)].into()
     );
-    assert_eq!(unknown.active, 0);
 }
 
 #[tokio::test]

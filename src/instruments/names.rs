@@ -31,3 +31,6 @@ pub const TENANT_RESOURCE_SHARE: &str = "tenant.resource.share";
 pub const TENANT_ALERTS: &str = "tenant.alerts";
 /// Counter: requests shed by per-tenant protection, by tenant and `reason`.
 pub const TENANT_REQUESTS_SHED: &str = "tenant.requests.shed";
+/// Counter: requests refused for want of a usable tenant id, by `reason` (`missing`,
+/// `invalid`, `reserved`).
+pub const TENANT_REQUESTS_REJECTED: &str = "tenant.requests.rejected";

@@ -11,6 +11,8 @@ pub(crate) struct OperatorInstruments {
     pub(crate) alerts: Counter<u64>,
     /// `tenant.requests.shed`, by tenant and reason.
     pub(crate) shed: Counter<u64>,
+    /// `tenant.requests.rejected`, by reason (there is no tenant to label them with).
+    pub(crate) rejected: Counter<u64>,
 }
 
 impl OperatorInstruments {
@@ -27,6 +29,11 @@ impl OperatorInstruments {
                 .with_description(
                     "Requests refused by per-tenant protection, by tenant and reason.",
                 )
+                .build(),
+            rejected: meter
+                .u64_counter(names::TENANT_REQUESTS_REJECTED)
+                .with_unit("{request}")
+                .with_description("Requests refused for want of a usable tenant id, by reason.")
                 .build(),
         }
     }

@@ -50,7 +50,9 @@ impl Route {
 pub(super) struct Started {
     /// The server span and baggage, attached while user code runs.
     pub(super) cx: Context,
-    pub(super) tenant: Tenant,
+    /// The tenant the request is recorded for; `None` for a request the layer refused, which
+    /// is counted as a rejection and in no tenant's numbers.
+    pub(super) tenant: Option<Tenant>,
     pub(super) registry: TenantRegistry,
     pub(super) method: usize,
     pub(super) route: Option<Route>,
@@ -157,18 +159,20 @@ impl InFlight {
             span.set_status(Status::error(error));
         }
         let req = &self.req;
-        req.registry.request_finished(
-            &req.tenant,
-            &Outcome {
-                method: req.method,
-                route: req.route.as_ref().map(|r| &*r.name),
-                route_id: req.route.as_ref().and_then(|r| r.id),
-                status: self.status,
-                failure,
-                duration: end.saturating_duration_since(req.start),
-                end,
-            },
-        );
+        if let Some(tenant) = &req.tenant {
+            req.registry.request_finished(
+                tenant,
+                &Outcome {
+                    method: req.method,
+                    route: req.route.as_ref().map(|r| &*r.name),
+                    route_id: req.route.as_ref().and_then(|r| r.id),
+                    status: self.status,
+                    failure,
+                    duration: end.saturating_duration_since(req.start),
+                    end,
+                },
+            );
+        }
         span.end();
     }
 }

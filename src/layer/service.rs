@@ -73,6 +73,17 @@ const GRPC_RESOURCE_EXHAUSTED: &str = "8";
 static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
 static BAGGAGE: http::HeaderName = http::HeaderName::from_static("baggage");
 
+impl Rejection {
+    /// The `reason` of `tenant.requests.rejected`.
+    fn reason(&self) -> &'static str {
+        match self {
+            Rejection::Missing => "missing",
+            Rejection::Invalid(_, InvalidTenantId::Reserved) => "reserved",
+            Rejection::Invalid(..) | Rejection::Ambiguous(_) => "invalid",
+        }
+    }
+}
+
 /// Why no tenant could be used.
 enum Rejection {
     Missing,
@@ -152,11 +163,21 @@ where
             config.tracer.start(builder, &handler_cx)
         };
 
-        config.registry.request_started(&tenant, method);
+        // A refused request is counted once, as a rejection, and in no tenant's numbers.
+        let recorded = match &rejection {
+            Some(r) => {
+                config.registry.count_rejected(r.reason());
+                None
+            }
+            None => {
+                config.registry.request_started(&tenant, method);
+                Some(tenant.clone())
+            }
+        };
         let grpc = is_grpc(&req);
         let mut inflight = InFlight::new(Started {
             cx,
-            tenant: tenant.clone(),
+            tenant: recorded,
             registry: config.registry.clone(),
             method,
             route,

@@ -289,6 +289,14 @@ impl TenantRegistry {
         Ok(tenant)
     }
 
+    /// Counts a request refused for want of a usable tenant (`missing`, `invalid`, `reserved`).
+    pub(crate) fn count_rejected(&self, reason: &'static str) {
+        self.inner
+            .operator
+            .rejected
+            .add(1, &[KeyValue::new(semconv::REASON, reason)]);
+    }
+
     /// Counts a request of `tenant` shed by protection.
     pub(crate) fn count_shed(&self, tenant: &Tenant, reason: ShedReason) {
         self.inner.operator.shed.add(
