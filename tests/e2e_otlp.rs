@@ -6,20 +6,16 @@
 
 mod processes;
 
-use processes::{example, free_port, Collector, Process};
+use processes::{example, first_query, free_port, Collector, Process};
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 const TRACE_ID: &str = "5bf92f3577b34da6a3ce929d0e0e4736";
 
@@ -65,40 +61,8 @@ async fn export_over(protocol: &str) {
             .spawn()
             .unwrap(),
     );
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let req = http::Request::post(format!("http://127.0.0.1:{service_port}/query"))
-            .header("x-tenant-id", "acme")
-            .header("content-type", "application/json")
-            .header("traceparent", format!("00-{TRACE_ID}-00f067aa0ba902b7-01"))
-            .body(Full::from(r#"{"question":"what is RAG?"}"#))
-            .unwrap();
-        match client.request(req).await {
-            Ok(res) => {
-                assert_eq!(res.status(), 200);
-                break;
-            }
-            Err(e) => {
-                assert!(Instant::now() < deadline, "rag_service never answered: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-    let pid = service.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while service.0.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "rag_service still running after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert_eq!(first_query(service_port, "acme", TRACE_ID).await.0, 200);
+    assert!(service.stop_with("TERM").await.success());
     // The downstream call carried the trace and the tenant.
     let headers = seen
         .lock()

@@ -6,15 +6,11 @@ mod common;
 mod processes;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::attr;
 use fake_opentelemetry_collector::FakeCollectorServer;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use processes::{example, free_port, Process};
+use processes::{example, first_query, free_port, Process};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
@@ -33,41 +29,11 @@ async fn stop_and_collect(signal: &str) {
             .unwrap(),
     );
 
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let res = loop {
-        let req = http::Request::post(format!("http://127.0.0.1:{port}/query"))
-            .header("x-tenant-id", "acme")
-            .header("content-type", "application/json")
-            .header("traceparent", format!("00-{TRACE_ID}-00f067aa0ba902b7-01"))
-            .body(Full::from(r#"{"question":"what is RAG?"}"#))
-            .unwrap();
-        match client.request(req).await {
-            Ok(res) => break res,
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            Err(e) => panic!("the service never answered: {e}"),
-        }
-    };
-    assert_eq!(res.status(), 200);
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    assert!(String::from_utf8_lossy(&body).contains("\"tenant\":\"acme\""));
+    let (status, body) = first_query(port, "acme", TRACE_ID).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("\"tenant\":\"acme\""));
 
-    let pid = service.0.id().to_string();
-    let sent = Command::new("kill")
-        .args([&format!("-{signal}"), &pid])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = service.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "still running after {signal}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = service.stop_with(signal).await;
     assert!(status.success(), "a clean exit after {signal}: {status}");
 
     // Everything was flushed before the process ended: no waiting for a periodic export.

@@ -125,3 +125,59 @@ impl Collector {
         self.process.output()
     }
 }
+
+/// Sends `POST /query` for `tenant`, with a `traceparent` of `trace_id`, to the `rag_service`
+/// on `port`, retrying until it is up (30 s at most); returns the status and the body.
+pub async fn first_query(port: u16, tenant: &str, trace_id: &str) -> (u16, String) {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let client: Client<_, Full<hyper::body::Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let req = http::Request::post(format!("http://127.0.0.1:{port}/query"))
+            .header("x-tenant-id", tenant)
+            .header("content-type", "application/json")
+            .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+            .body(Full::from(r#"{"question":"what is RAG?"}"#))
+            .unwrap();
+        match client.request(req).await {
+            Ok(res) => {
+                let status = res.status().as_u16();
+                let body = res.into_body().collect().await.unwrap().to_bytes();
+                return (status, String::from_utf8_lossy(&body).into_owned());
+            }
+            Err(e) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the service never answered: {e}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+impl Process {
+    /// Sends `signal` (`TERM`, `INT`) and waits for the process to exit (30 s at most).
+    pub async fn stop_with(&mut self, signal: &str) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still running after {signal}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
