@@ -53,20 +53,38 @@ async fn spans_metrics_and_logs_arrive_over_http_protobuf() {
     let out = agent.output();
     assert!(out.contains("ResourceSpans"), "{out}");
     assert!(out.contains("GET /reports/{id}"), "{out}");
-    let spans_part = out.split("ResourceMetrics").next().unwrap();
+    // The agent logs each batch as it comes, spans and metrics in either order: read them by
+    // section.
+    let spans_part = sections(&out, "ResourceSpans");
     // Once per span: the layer sets it, and the span processor must not add it again.
     assert_eq!(
         spans_part.matches("-> tenant.id: Str(finance)").count(),
         3,
         "{out}"
     );
-    let metrics_part = out
-        .split_once("ResourceMetrics")
-        .map(|(_, m)| m)
-        .unwrap_or_default();
+    let metrics_part = sections(&out, "ResourceMetrics");
     assert!(
         metrics_part.contains("http.server.request.duration"),
         "{out}"
     );
     assert!(metrics_part.contains("-> tenant.id: Str(finance)"), "{out}");
+}
+
+/// Every section of the agent's log that starts with `kind` (`ResourceSpans`, `ResourceMetrics`),
+/// each up to the next section of any kind.
+fn sections(out: &str, kind: &str) -> String {
+    const KINDS: [&str; 3] = ["ResourceSpans", "ResourceMetrics", "ResourceLogs"];
+    let mut found = String::new();
+    let mut rest = out;
+    while let Some(start) = rest.find(kind) {
+        let body = &rest[start + kind.len()..];
+        let end = KINDS
+            .iter()
+            .filter_map(|k| body.find(k))
+            .min()
+            .unwrap_or(body.len());
+        found.push_str(&body[..end]);
+        rest = &body[end..];
+    }
+    found
 }
