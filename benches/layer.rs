@@ -1,6 +1,7 @@
 //! What one request through `TenantLayer` costs over a bare axum `Router`, called in process as
 //! a tower service (`GET /hello`, body read), with an always-on sampler and exporters that
-//! discard — the same kind of run as the peer numbers in the design notes.
+//! discard. The side-by-side comparison with peer layers, in instructions and allocations per
+//! request, is `benches/peers` (see the README's performance section).
 //!
 //! `cargo bench --bench layer`
 
@@ -10,7 +11,7 @@ use axum::Router;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::Request;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
 use tenant_otel::{TenantLayer, TenantRegistry, TenantSpanProcessor};
 use tower::ServiceExt;
 
@@ -26,9 +27,11 @@ fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
+    // One processor, as `init()` wires it: the tenant processor wrapping the exporting one.
     let tracer_provider = SdkTracerProvider::builder()
-        .with_span_processor(TenantSpanProcessor::new())
-        .with_batch_exporter(DiscardSpans)
+        .with_span_processor(TenantSpanProcessor::wrap(
+            BatchSpanProcessor::builder(DiscardSpans).build(),
+        ))
         .build();
     let meter_provider = SdkMeterProvider::builder()
         .with_reader(PeriodicReader::builder(DiscardMetrics).build())

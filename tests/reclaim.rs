@@ -75,6 +75,8 @@ fn request(registry: &TenantRegistry, id: &str) -> String {
     let service = TenantLayer::builder()
         .registry(registry.clone())
         .without_spans()
+        // The extension, as code that reads it from there gets it.
+        .tenant_in_extensions()
         .build()
         .layer(service_fn(|req: http::Request<()>| async move {
             let label = req.extensions().get::<Tenant>().unwrap().metric_label();

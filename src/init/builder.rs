@@ -2,12 +2,12 @@
 //! subscriber are put together.
 
 use std::sync::atomic::AtomicBool;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::{Instrument, SdkMeterProvider, Stream, Temporality};
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanExporter};
 use opentelemetry_sdk::Resource;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -45,6 +45,19 @@ pub struct TelemetryBuilder {
     alert_rules: AlertRules,
     /// `None`: no background evaluation.
     alert_interval: Option<Duration>,
+    span_exporter: Option<SpanExporterSlot>,
+}
+
+/// A span exporter given to the builder, made into its batch processor by the first `init()`.
+#[derive(Clone)]
+struct SpanExporterSlot(Arc<Mutex<Option<MakeProcessor>>>);
+
+type MakeProcessor = Box<dyn FnOnce() -> BatchSpanProcessor + Send>;
+
+impl std::fmt::Debug for SpanExporterSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SpanExporter")
+    }
 }
 
 impl Default for TelemetryBuilder {
@@ -63,6 +76,7 @@ impl Default for TelemetryBuilder {
             set_globals: true,
             alert_rules: AlertRules::default(),
             alert_interval: Some(DEFAULT_EVALUATION_INTERVAL),
+            span_exporter: None,
         }
     }
 }
@@ -78,6 +92,31 @@ impl TelemetryBuilder {
     /// `OTEL_EXPORTER_OTLP_ENDPOINT`.
     pub fn otlp_endpoint(mut self, endpoint: impl Into<String>) -> Self {
         self.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// Sends spans to `exporter` (batched, as OTLP spans are) instead of over OTLP: an
+    /// exporter this crate does not wrap, stdout while developing, memory in tests. Metrics and
+    /// logs still follow the OTLP settings. The first `init()` of this builder or its clones
+    /// takes the exporter.
+    ///
+    /// ```
+    /// use opentelemetry_sdk::trace::InMemorySpanExporter;
+    ///
+    /// let spans = InMemorySpanExporter::default();
+    /// let telemetry = tenant_otel::Telemetry::builder()
+    ///     .span_exporter(spans.clone())
+    ///     .without_tracing_subscriber()
+    ///     .without_globals()
+    ///     .init()
+    ///     .unwrap();
+    /// # drop(telemetry);
+    /// ```
+    pub fn span_exporter<E: SpanExporter + 'static>(mut self, exporter: E) -> Self {
+        let build = move || BatchSpanProcessor::builder(exporter).build();
+        self.span_exporter = Some(SpanExporterSlot(Arc::new(Mutex::new(Some(Box::new(
+            build,
+        ))))));
         self
     }
 
@@ -223,9 +262,8 @@ impl TelemetryBuilder {
         let resource = resource.build();
         let cap = registry.effective_max_tenants();
         let pipelines = Pipelines {
-            tracer: SdkTracerProvider::builder()
-                .with_resource(resource.clone())
-                .with_span_processor(TenantSpanProcessor::new()),
+            tracer: SdkTracerProvider::builder().with_resource(resource.clone()),
+            spans: None,
             logger: SdkLoggerProvider::builder()
                 .with_resource(resource.clone())
                 .with_log_processor(TenantLogProcessor::new()),
@@ -236,14 +274,29 @@ impl TelemetryBuilder {
 
         let export =
             ExportTarget::from_env(self.endpoint.as_deref(), self.protocol, self.export_timeout)?;
-        let (pipelines, export_runtime) = match &export {
+        let (mut pipelines, export_runtime) = match &export {
             Some(target) => target.attach(pipelines, self.temporality, self.metric_interval)?,
             None => (pipelines, Default::default()),
         };
+        let given = self.span_exporter.as_ref().and_then(|slot| {
+            let mut slot = slot.0.lock().unwrap_or_else(|e| e.into_inner());
+            slot.take()
+        });
+        if let Some(build) = given {
+            pipelines.spans = Some(build());
+        }
         #[cfg(feature = "prometheus")]
         let (pipelines, prometheus) = with_prometheus(pipelines)?;
 
-        let tracer_provider = pipelines.tracer.build();
+        let tracer_provider = match pipelines.spans {
+            Some(exporting) => pipelines
+                .tracer
+                .with_span_processor(TenantSpanProcessor::wrap(exporting)),
+            None => pipelines
+                .tracer
+                .with_span_processor(TenantSpanProcessor::new()),
+        }
+        .build();
         let meter_provider = pipelines.meter.build();
         let logger_provider = pipelines.logger.build();
         let registry = registry.meter_provider(&meter_provider).build();
@@ -266,7 +319,7 @@ impl TelemetryBuilder {
             meter_provider,
             logger_provider,
             registry,
-            exporting: export.is_some(),
+            exporting: export.is_some() || self.span_exporter.is_some(),
             export_runtime: Mutex::new(export_runtime),
             shutdown_timeout: self.shutdown_timeout,
             #[cfg(feature = "prometheus")]

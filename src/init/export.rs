@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use opentelemetry_sdk::logs::LoggerProviderBuilder;
 use opentelemetry_sdk::metrics::{MeterProviderBuilder, Temporality};
-use opentelemetry_sdk::trace::TracerProviderBuilder;
+use opentelemetry_sdk::trace::{BatchSpanProcessor, TracerProviderBuilder};
 
 use super::error::InitError;
 #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
@@ -45,6 +45,9 @@ impl Protocol {
 /// The builders of the three providers, which the exporters are attached to.
 pub(super) struct Pipelines {
     pub(super) tracer: TracerProviderBuilder,
+    /// The exporting span processor, which the tenant processor wraps: one processor per
+    /// provider spares the SDK a copy of every span.
+    pub(super) spans: Option<BatchSpanProcessor>,
     pub(super) logger: LoggerProviderBuilder,
     pub(super) meter: MeterProviderBuilder,
 }
@@ -144,7 +147,7 @@ impl ExportTarget {
             #[cfg(feature = "otlp-grpc")]
             let _entered = runtime.0.as_ref().map(|rt| rt.enter());
             if self.traces {
-                p.tracer = p.tracer.with_batch_exporter(self.spans()?);
+                p.spans = Some(BatchSpanProcessor::builder(self.spans()?).build());
             }
             if self.logs {
                 p.logger = p.logger.with_batch_exporter(self.logs()?);

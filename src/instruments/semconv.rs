@@ -3,6 +3,7 @@
 
 use http::Method;
 use opentelemetry::Key;
+use std::borrow::Cow;
 
 pub(crate) const HTTP_REQUEST_METHOD: Key = Key::from_static_str("http.request.method");
 pub(crate) const HTTP_REQUEST_METHOD_ORIGINAL: Key =
@@ -63,6 +64,20 @@ pub(crate) fn method_index(method: &Method) -> usize {
 /// The normalised method name for an index from [`method_index`].
 pub(crate) fn method_name(index: usize) -> &'static str {
     KNOWN_METHODS.get(index).copied().unwrap_or("_OTHER")
+}
+
+/// The name of an HTTP server span: `{method} {route}`, or the method alone without a route;
+/// a method outside the known set is `HTTP`, not `_OTHER`.
+pub(crate) fn server_span_name(method: usize, route: Option<&str>) -> Cow<'static, str> {
+    let verb = if method == METHOD_SLOTS - 1 {
+        "HTTP"
+    } else {
+        method_name(method)
+    };
+    match route {
+        Some(route) => Cow::Owned(format!("{verb} {route}")),
+        None => Cow::Borrowed(verb),
+    }
 }
 
 /// `network.protocol.version` for an HTTP version.

@@ -72,6 +72,7 @@ pub(super) struct Config {
     pub(super) expected: String,
     pub(super) protection: Option<Protection>,
     pub(super) json_errors: bool,
+    pub(super) tenant_in_extensions: bool,
 }
 
 /// The tracer spans are started with: the SDK's own when a provider was given, which saves a
@@ -84,11 +85,18 @@ pub(super) enum Tracer {
 }
 
 impl Tracer {
-    pub(super) fn start(&self, builder: SpanBuilder, parent: &Context) -> Context {
+    /// Starts the server span as a child of the caller's context `parent` (which the sampler
+    /// sees) and returns `handler` with it: one context per request, no intermediate one.
+    pub(super) fn start(
+        &self,
+        builder: SpanBuilder,
+        parent: &Context,
+        handler: &Context,
+    ) -> Context {
         starting_server_span(|| match self {
-            Tracer::Sdk(t) => parent.with_span(builder.start_with_context(t, parent)),
-            Tracer::Global(t) => parent.with_span(builder.start_with_context(t, parent)),
-            Tracer::Disabled => parent.clone(),
+            Tracer::Sdk(t) => handler.with_span(builder.start_with_context(t, parent)),
+            Tracer::Global(t) => handler.with_span(builder.start_with_context(t, parent)),
+            Tracer::Disabled => handler.clone(),
         })
     }
 
@@ -154,6 +162,7 @@ pub struct TenantLayerBuilder {
     https: bool,
     protection: Option<Protection>,
     json_errors: bool,
+    tenant_in_extensions: bool,
 }
 
 impl TenantLayerBuilder {
@@ -240,6 +249,15 @@ impl TenantLayerBuilder {
         self
     }
 
+    /// Also put the [`Tenant`](crate::Tenant) in each request's extensions, for code that reads
+    /// it from there. Off by default: the handler's context already holds it
+    /// ([`Tenant::current`](crate::Tenant::current), the axum extractor), and an extension costs
+    /// two allocations per request.
+    pub fn tenant_in_extensions(mut self) -> Self {
+        self.tenant_in_extensions = true;
+        self
+    }
+
     /// Builds the layer.
     pub fn build(self) -> TenantLayer {
         let sources = if self.sources.is_empty() {
@@ -271,6 +289,7 @@ impl TenantLayerBuilder {
                 expected,
                 protection: self.protection,
                 json_errors: self.json_errors,
+                tenant_in_extensions: self.tenant_in_extensions,
             }),
         }
     }

@@ -6,7 +6,8 @@ use http::StatusCode;
 
 use crate::registry::Tenant;
 
-/// Reads the tenant that [`TenantLayer`](crate::TenantLayer) put in the request extensions.
+/// The tenant [`TenantLayer`](crate::TenantLayer) found for the request (see
+/// [`Tenant::current`]).
 ///
 /// ```
 /// use axum::{routing::get, Router};
@@ -27,7 +28,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Tenant {
     type Rejection = (StatusCode, &'static str);
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Tenant>().cloned().ok_or((
+        let in_extensions = || parts.extensions.get::<Tenant>().cloned();
+        Tenant::current().or_else(in_extensions).ok_or((
             StatusCode::INTERNAL_SERVER_ERROR,
             "no tenant on this request: is the route wrapped by TenantLayer?",
         ))

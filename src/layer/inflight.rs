@@ -1,6 +1,7 @@
 //! The record of one request in flight: ends its span and records its metrics exactly once,
 //! however the request ends.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -34,14 +35,28 @@ pub(super) struct Route {
 }
 
 impl Route {
-    pub(super) fn interned(registry: &TenantRegistry, route: &str) -> Route {
-        match registry.route(route) {
-            Some((id, name)) => Route { name, id: Some(id) },
-            // Past the table's bound: a copy, and series recorded unbound.
-            None => Route {
-                name: Arc::from(route),
-                id: None,
-            },
+    /// The route as the registry interned it, with the server span name for `method`.
+    pub(super) fn interned(
+        registry: &TenantRegistry,
+        route: &str,
+        method: usize,
+    ) -> (Route, Cow<'static, str>) {
+        match registry.route(route, method) {
+            Some(interned) => (
+                Route {
+                    name: interned.name,
+                    id: Some(interned.id),
+                },
+                interned.span_name,
+            ),
+            // Past the table's bound: copies, and series recorded unbound.
+            None => (
+                Route {
+                    name: Arc::from(route),
+                    id: None,
+                },
+                semconv::server_span_name(method, Some(route)),
+            ),
         }
     }
 }

@@ -13,8 +13,9 @@ use super::body::TenantBody;
 use super::builder::{Config, MissingTenant};
 use super::future::{Refusal, ResponseFuture};
 use super::inflight::{matched_route, InFlight, Route, Started};
-use super::span::{handler_context, server_span};
+use super::span::{handler_context, server_span, without_server_span};
 use crate::instruments::semconv;
+use crate::propagation::extract_w3c;
 use crate::protect::AsGuard;
 use crate::registry::{Count, Tenant};
 use crate::tenant::{validate_client_id, Ambiguous, InvalidTenantId, RequestHead, TenantSource};
@@ -26,8 +27,9 @@ use crate::tenant::{validate_client_id, Ambiguous, InvalidTenantId, RequestHead,
 ///    rejected with 400 (or served as `__unknown__` if so configured);
 /// 3. starts a server span (`{method} {route}`, `tenant.id`, the HTTP semantic conventions),
 ///    child of the caller's span;
-/// 4. attaches a context with that span and baggage `tenant.id` while the inner service and the
-///    response body run, and puts [`Tenant`] in the request extensions;
+/// 4. attaches a context with that span, baggage `tenant.id` and the [`Tenant`] (for
+///    [`Tenant::current`] and the axum extractor) while the inner service and the response body
+///    run;
 /// 5. ends the span and records duration and active requests when the response body ends, the
 ///    client goes away, or the inner service fails.
 #[derive(Clone)]
@@ -70,9 +72,6 @@ const GRPC_INVALID_ARGUMENT: &str = "3";
 /// `grpc-status` of a request shed by protection.
 const GRPC_RESOURCE_EXHAUSTED: &str = "8";
 
-static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
-static BAGGAGE: http::HeaderName = http::HeaderName::from_static("baggage");
-
 impl Rejection {
     /// The `reason` of `tenant.requests.rejected`.
     fn reason(&self) -> &'static str {
@@ -114,17 +113,12 @@ where
         let start = config.registry.now();
 
         // The caller's context only: whatever is current on this thread is not this request's.
-        // With the standard propagators and neither header present there is nothing to extract.
-        let headers = req.headers();
-        let parent = if config.standard_propagation
-            && !headers.contains_key(&TRACEPARENT)
-            && !headers.contains_key(&BAGGAGE)
-        {
-            Context::new()
+        let parent = if config.standard_propagation {
+            extract_w3c(req.headers())
         } else {
             config
                 .propagator
-                .extract_with_context(&Context::new(), &HeaderExtractor(headers))
+                .extract_with_context(&Context::new(), &HeaderExtractor(req.headers()))
         };
         let inbound = parent.baggage();
 
@@ -145,22 +139,30 @@ where
         let rejection = rejection.filter(|_| config.missing == MissingTenant::Reject);
 
         let method = semconv::method_index(req.method());
-        // One lookup serves the span's shared `http.route` string and the metrics' series key.
-        let route = matched_route(&req).map(|r| Route::interned(&config.registry, r));
-        let handler_cx = handler_context(config, &parent, inbound, &tenant);
+        // One lookup serves the span's name, its shared `http.route` string and the metrics'
+        // series key.
+        let (route, span_name) = match matched_route(&req) {
+            Some(r) => {
+                let (route, name) = Route::interned(&config.registry, r, method);
+                (Some(route), name)
+            }
+            None => (None, semconv::server_span_name(method, None)),
+        };
+        let handler_cx = handler_context(config, inbound, &tenant);
         let cx = if config.tracer.is_disabled() {
-            handler_cx
+            without_server_span(handler_cx, &parent)
         } else {
             let builder = server_span(
                 config,
                 &req,
+                span_name,
                 method,
                 route.as_ref().map(|r| &r.name),
                 &tenant,
                 inbound,
                 decided_by,
             );
-            config.tracer.start(builder, &handler_cx)
+            config.tracer.start(builder, &parent, &handler_cx)
         };
 
         // A refused request is counted once, as a rejection, and in no tenant's numbers.
@@ -215,7 +217,9 @@ where
             }
         }
 
-        req.extensions_mut().insert(tenant);
+        if config.tenant_in_extensions {
+            req.extensions_mut().insert(tenant);
+        }
         let future = {
             let _attached = inflight.context().clone().attach();
             self.inner.call(req)

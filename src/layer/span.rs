@@ -13,11 +13,14 @@ use crate::instruments::semconv;
 use crate::registry::Tenant;
 use crate::tenant::{claimed_in_baggage, truncate, TenantSource, TENANT_ID_KEY};
 
-/// The server span: named `{method} {route}`, with the HTTP semantic conventions' attributes and
-/// `tenant.id` (the real id, also past the cardinality cap).
+/// The server span: named `{method} {route}` (prepared by the route table), with the HTTP
+/// semantic conventions' attributes and `tenant.id` (the real id, also past the cardinality
+/// cap).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn server_span<B>(
     config: &Config,
     req: &Request<B>,
+    name: Cow<'static, str>,
     method: usize,
     route: Option<&Arc<str>>,
     tenant: &Tenant,
@@ -72,41 +75,40 @@ pub(super) fn server_span<B>(
             ));
         }
     }
-    // The conventions name a span of an unknown method `HTTP`, not `_OTHER`.
-    let verb = if method == semconv::METHOD_SLOTS - 1 {
-        "HTTP"
-    } else {
-        semconv::method_name(method)
-    };
-    let name: Cow<'static, str> = match route {
-        Some(route) => format!("{verb} {route}").into(),
-        None => verb.into(),
-    };
     SpanBuilder::from_name(name)
         .with_kind(SpanKind::Server)
         .with_attributes(attributes)
 }
 
-/// The context the handler runs in: the caller's span as parent, and baggage holding the
-/// validated tenant. In the common case (standard propagation, no other baggage from the
-/// caller) it is the tenant's prepared context plus the caller's span, which costs no baggage
-/// map of its own.
-pub(super) fn handler_context(
+/// The context the handler runs in, before the server span is added: baggage holding the
+/// validated tenant, and the tenant itself for [`Tenant::current`]. In the common case (standard
+/// propagation, no other baggage from the caller) it is the tenant's context, prepared once and
+/// borrowed here.
+pub(super) fn handler_context<'t>(
     config: &Config,
-    parent: &Context,
     inbound: &Baggage,
-    tenant: &Tenant,
-) -> Context {
+    tenant: &'t Tenant,
+) -> Cow<'t, Context> {
     if config.standard_propagation && (inbound.is_empty() || !config.propagate_inbound_baggage) {
-        if let Some(base) = tenant.prepared_context() {
-            return if parent.has_active_span() {
-                base.with_remote_span_context(parent.span().span_context().clone())
-            } else {
-                base.clone()
-            };
+        if let Some(prepared) = tenant.prepared_context() {
+            return Cow::Borrowed(prepared);
         }
     }
-    parent.with_baggage(handler_baggage(config, inbound, tenant))
+    Cow::Owned(
+        Context::new()
+            .with_baggage(handler_baggage(config, inbound, tenant))
+            .with_value(tenant.in_context()),
+    )
+}
+
+/// The handler's context without a server span of this service: the caller's span stays the
+/// current one, so calls made downstream still join the caller's trace.
+pub(super) fn without_server_span(handler: Cow<'_, Context>, parent: &Context) -> Context {
+    if parent.has_active_span() {
+        handler.with_remote_span_context(parent.span().span_context().clone())
+    } else {
+        handler.into_owned()
+    }
 }
 
 /// The baggage the handler sees and passes downstream: the caller's entries (unless dropped) with

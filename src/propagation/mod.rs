@@ -2,16 +2,19 @@
 //! request, and to the services it calls.
 //!
 //! - [`TenantSpanProcessor`] copies `tenant.id` from baggage onto every span started inside a
-//!   request, as the baggage span processors of other OpenTelemetry languages do.
+//!   request, as the baggage span processors of other OpenTelemetry languages do, and hands the
+//!   span on to the exporting processor it wraps.
 //! - [`TenantLogProcessor`] does the same for log records.
 //! - [`PropagateLayer`] injects `traceparent` and `baggage` into outgoing HTTP requests.
 //!
-//! All of them, and the layer's extraction, use one W3C trace-context-and-baggage propagator,
-//! composed once per process.
+//! All of them use one W3C trace-context-and-baggage propagator, composed once per process; the
+//! layer reads incoming W3C headers with a parser of its own, which does the same work without
+//! the generic machinery.
 
 mod client;
 mod log_processor;
 mod span_processor;
+mod traceparent;
 
 use std::sync::OnceLock;
 
@@ -24,9 +27,10 @@ use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 
 pub use client::{PropagateLayer, PropagateService};
 pub use log_processor::TenantLogProcessor;
-pub use span_processor::TenantSpanProcessor;
+pub use span_processor::{Standalone, TenantSpanProcessor};
 
 pub(crate) use span_processor::starting_server_span;
+pub(crate) use traceparent::extract as extract_w3c;
 
 /// W3C trace context and baggage: the propagator of the layer, the client layer and (through
 /// [`init`](fn@crate::init)) the OpenTelemetry globals. A unit value that refers to one composite

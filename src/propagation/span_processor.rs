@@ -18,27 +18,65 @@ use crate::tenant::valid_in_baggage;
 /// tracing-opentelemetry), spans of libraries the handler calls, spans of a service that got the
 /// tenant from a caller's baggage.
 ///
-/// Register it on the tracer provider **before** the exporting processor, so the attribute is
-/// there when the span is exported. [`init`](fn@crate::init) does this.
+/// Wrap the exporting processor with it, so the provider has **one** processor: with two, the
+/// SDK copies every ended span once per processor, which costs more than everything else this
+/// processor does. [`init`](fn@crate::init) does this.
 ///
 /// ```
-/// use opentelemetry_sdk::trace::SdkTracerProvider;
+/// use opentelemetry_sdk::trace::{BatchSpanProcessor, InMemorySpanExporter, SdkTracerProvider};
 /// use tenant_otel::TenantSpanProcessor;
 ///
+/// # let exporter = InMemorySpanExporter::default();
 /// let provider = SdkTracerProvider::builder()
-///     .with_span_processor(TenantSpanProcessor::new())
+///     .with_span_processor(TenantSpanProcessor::wrap(BatchSpanProcessor::builder(exporter).build()))
 ///     .build();
 /// # let _ = provider;
 /// ```
+///
+/// [`TenantSpanProcessor::new`] makes one that exports nothing itself, to register before an
+/// exporting processor when the pipeline is not yours to change (at the cost above).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct TenantSpanProcessor {
-    _private: (),
+pub struct TenantSpanProcessor<P = Standalone> {
+    inner: P,
 }
 
+/// The processor a [`TenantSpanProcessor::new`] delegates to: it does nothing, so spans reach
+/// the provider's other processors only.
+#[derive(Debug, Default, Clone, Copy)]
+#[non_exhaustive]
+pub struct Standalone;
+
 impl TenantSpanProcessor {
-    /// A processor copying the baggage entry `tenant.id`.
+    /// A processor copying the baggage entry `tenant.id`, and doing nothing else.
     pub fn new() -> Self {
-        TenantSpanProcessor { _private: () }
+        TenantSpanProcessor { inner: Standalone }
+    }
+}
+
+impl<P: SpanProcessor> TenantSpanProcessor<P> {
+    /// Sets `tenant.id` as a span starts, then hands every call to `inner` (the exporting
+    /// processor, typically a `BatchSpanProcessor`).
+    pub fn wrap(inner: P) -> Self {
+        TenantSpanProcessor { inner }
+    }
+
+    /// The wrapped processor.
+    pub fn inner(&self) -> &P {
+        &self.inner
+    }
+}
+
+impl SpanProcessor for Standalone {
+    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
+
+    fn on_end(&self, _span: SpanData) {}
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
     }
 }
 
@@ -63,25 +101,35 @@ pub(crate) fn starting_server_span<R>(start: impl FnOnce() -> R) -> R {
     start()
 }
 
-impl SpanProcessor for TenantSpanProcessor {
+impl<P: SpanProcessor> SpanProcessor for TenantSpanProcessor<P> {
     fn on_start(&self, span: &mut Span, cx: &Context) {
-        if STARTING_SERVER_SPAN.with(Cell::get) {
-            return;
+        if !STARTING_SERVER_SPAN.with(Cell::get) {
+            if let Some(tenant) = valid_in_baggage(cx.baggage()) {
+                // The baggage value shares the tenant's allocation; cloning it copies a pointer.
+                let value: StringValue = tenant.clone();
+                span.set_attribute(KeyValue::new(semconv::TENANT_ID, Value::String(value)));
+            }
         }
-        if let Some(tenant) = valid_in_baggage(cx.baggage()) {
-            // The baggage value shares the tenant's allocation; cloning it copies a pointer.
-            let value: StringValue = tenant.clone();
-            span.set_attribute(KeyValue::new(semconv::TENANT_ID, Value::String(value)));
-        }
+        self.inner.on_start(span, cx);
     }
 
-    fn on_end(&self, _span: SpanData) {}
+    fn on_end(&self, span: SpanData) {
+        self.inner.on_end(span);
+    }
 
     fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
+        self.inner.force_flush()
     }
 
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        Ok(())
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn shutdown(&self) -> OTelSdkResult {
+        self.inner.shutdown()
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.inner.set_resource(resource);
     }
 }

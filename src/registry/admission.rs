@@ -139,7 +139,7 @@ impl Inner {
             // No tier yet: the default objectives, until registration names one.
             entry.apply_slo(self.slo.of(None));
             entry.touch();
-            Arc::new(entry)
+            entry
         }) {
             Ok(entry) => Arc::clone(entry),
             Err(existing) => {

@@ -190,7 +190,7 @@ impl TenantRegistryBuilder {
                 None,
             );
             entry.apply_slo(self.slo.of(None));
-            Arc::new(entry)
+            entry
         };
         let max_tenants = self.effective_max_tenants();
         let inner = Arc::new_cyclic(|weak| Inner {

@@ -4,13 +4,14 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use opentelemetry::baggage::BaggageExt;
 use opentelemetry::metrics::{BoundGauge, BoundHistogram};
 use opentelemetry::{Context, KeyValue};
 
+use super::handle::InContext;
 use super::Hasher;
 use crate::classify::Failure;
 use crate::instruments::semconv::{self, METHOD_SLOTS};
@@ -123,10 +124,14 @@ impl TenantEntry {
         window: Duration,
         now: Instant,
         clock: Option<(Clock, Instant)>,
-    ) -> Self {
-        TenantEntry {
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|this| TenantEntry {
             kv: id.to_key_value(),
-            context: Context::new().with_baggage([KeyValue::new(TENANT_ID_KEY, id.to_value())]),
+            // A weak reference: the entry owns this context, and a strong one would keep it
+            // alive forever.
+            context: Context::new()
+                .with_baggage([KeyValue::new(TENANT_ID_KEY, id.to_value())])
+                .with_value(InContext::Prepared(Weak::clone(this))),
             id,
             overflow,
             active: Default::default(),
@@ -144,10 +149,10 @@ impl TenantEntry {
             last_seen_ms: AtomicU64::new(0),
             state: AtomicU8::new(super::reclaim::LIVE),
             clock,
-        }
+        })
     }
 
-    /// The context holding this tenant's baggage, prepared once.
+    /// The context holding this tenant's baggage and the tenant itself, prepared once.
     pub(crate) fn context(&self) -> &Context {
         &self.context
     }

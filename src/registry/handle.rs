@@ -1,7 +1,9 @@
 //! [`Tenant`]: a resolved tenant, the handle requests and queries record through.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+
+use opentelemetry::Context;
 
 use super::entry::TenantEntry;
 use crate::tenant::{TenantId, UNKNOWN_TENANT};
@@ -9,15 +11,17 @@ use crate::tenant::{TenantId, UNKNOWN_TENANT};
 /// A tenant resolved by the registry: its own id, and the entry its metrics go to (its own, or
 /// the shared `__overflow__` one past the cardinality cap).
 ///
-/// [`TenantLayer`](crate::TenantLayer) puts it in each request's extensions; handlers read it
-/// from there (or, with the `axum` feature, as an extractor). Code far below the handler can
-/// use [`current_tenant`](crate::current_tenant) instead.
+/// [`TenantLayer`](crate::TenantLayer) puts it in the context each request is handled in:
+/// handlers get it with [`Tenant::current`] (any tower, hyper or tonic service) or, with the
+/// `axum` feature, as an extractor. The context was prepared once per tenant, so this costs no
+/// allocation per request. (`TenantLayerBuilder::tenant_in_extensions` also puts it in the
+/// request extensions, at the cost of two allocations per request.)
 ///
 /// ```
 /// use tenant_otel::Tenant;
 ///
-/// fn handler(req: http::Request<()>) -> String {
-///     match req.extensions().get::<Tenant>() {
+/// async fn handler(_req: http::Request<()>) -> String {
+///     match Tenant::current() {
 ///         Some(tenant) => format!("hello, {}", tenant.id()),
 ///         None => "no tenant".to_owned(),
 ///     }
@@ -45,6 +49,28 @@ impl Tenant {
             id,
             entry: Arc::clone(entry),
         }
+    }
+
+    /// The tenant of the request being handled: set by [`TenantLayer`](crate::TenantLayer) in
+    /// the context the inner service and the response body run in. `None` outside a request
+    /// (or in a task spawned without the request's context: carry it with
+    /// `opentelemetry::context::FutureExt::with_current_context`).
+    pub fn current() -> Option<Tenant> {
+        Context::map_current(Tenant::of_context)
+    }
+
+    /// The tenant [`TenantLayer`](crate::TenantLayer) put in `cx`.
+    pub fn of_context(cx: &Context) -> Option<Tenant> {
+        match cx.get::<InContext>()? {
+            InContext::Prepared(entry) => entry.upgrade().map(|entry| Tenant::of(&entry)),
+            InContext::Handle(tenant) => Some(tenant.clone()),
+        }
+    }
+
+    /// This handle as a context value, for a context that was not prepared with the entry
+    /// (a tenant past the cap, a caller's extra baggage kept).
+    pub(crate) fn in_context(&self) -> InContext {
+        InContext::Handle(self.clone())
     }
 
     /// The tenant's own id (for a tenant past the cardinality cap too: only metrics see
@@ -79,6 +105,15 @@ impl Tenant {
     pub(crate) fn prepared_context(&self) -> Option<&opentelemetry::Context> {
         Arc::ptr_eq(self.id.shared(), self.entry.id().shared()).then(|| self.entry.context())
     }
+}
+
+/// The request's tenant in its context.
+#[derive(Clone)]
+pub(crate) enum InContext {
+    /// In the entry's own prepared context: weak, as the entry owns that context. A request
+    /// in flight holds the entry, so the reference upgrades while the request runs.
+    Prepared(Weak<TenantEntry>),
+    Handle(Tenant),
 }
 
 impl fmt::Debug for Tenant {

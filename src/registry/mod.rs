@@ -97,7 +97,7 @@ struct Inner {
     overflowed: AtomicU64,
     /// Route templates seen so far, each with a small id for series keys; the shared string is
     /// reused for every span's `http.route`.
-    routes: papaya::HashMap<Arc<str>, u32, Hasher>,
+    routes: papaya::HashMap<Arc<str>, routes::RouteEntry, Hasher>,
     next_route: AtomicU32,
     /// Where every window reads the time.
     clock: Clock,
@@ -354,7 +354,7 @@ impl TenantRegistry {
             &Outcome {
                 method,
                 route: Some(route),
-                route_id: self.route(route).map(|(id, _)| id),
+                route_id: self.route(route, method).map(|r| r.id),
                 status,
                 failure: crate::classify::Failure::classify(
                     status,
