@@ -1,13 +1,14 @@
-//! The server-side HTTP instruments.
+//! The server-side HTTP and gRPC instruments.
 
 use opentelemetry::metrics::{Counter, Histogram, Meter};
 
 use super::{names, DURATION_BUCKETS};
 
-/// The HTTP instruments recorded on the request path, created once per registry.
+/// The HTTP and gRPC instruments recorded on the request path, created once per registry.
 #[derive(Clone, Debug)]
 pub(crate) struct HttpInstruments {
     pub(crate) duration: Histogram<f64>,
+    pub(crate) rpc_duration: Histogram<f64>,
     pub(crate) overflow: Counter<u64>,
 }
 
@@ -18,6 +19,12 @@ impl HttpInstruments {
                 .f64_histogram(names::HTTP_SERVER_REQUEST_DURATION)
                 .with_unit("s")
                 .with_description("Duration of HTTP server requests, to the end of the response body.")
+                .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build(),
+            rpc_duration: meter
+                .f64_histogram(names::RPC_SERVER_CALL_DURATION)
+                .with_unit("s")
+                .with_description("Duration of gRPC server calls, to the end of the response.")
                 .with_boundaries(DURATION_BUCKETS.to_vec())
                 .build(),
             overflow: meter

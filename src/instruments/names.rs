@@ -2,6 +2,8 @@
 
 /// Histogram, seconds: duration of HTTP server requests, to the end of the response body.
 pub const HTTP_SERVER_REQUEST_DURATION: &str = "http.server.request.duration";
+/// Histogram, seconds: duration of gRPC server calls, to the end of the response.
+pub const RPC_SERVER_CALL_DURATION: &str = "rpc.server.call.duration";
 /// UpDownCounter: HTTP server requests in flight.
 pub const HTTP_SERVER_ACTIVE_REQUESTS: &str = "http.server.active_requests";
 /// Counter: HTTP requests whose tenant was past the cardinality cap (query and quota calls

@@ -38,7 +38,62 @@ pub(crate) const WINDOW: Key = Key::from_static_str("window");
 /// What `tenant.resource.share` is a share of (`inflight`, `busy_time`).
 pub(crate) const RESOURCE: Key = Key::from_static_str("resource");
 
-pub(crate) const RPC_GRPC_STATUS_CODE: Key = Key::from_static_str("rpc.grpc.status_code");
+pub(crate) const RPC_SYSTEM_NAME: Key = Key::from_static_str("rpc.system.name");
+pub(crate) const RPC_METHOD: Key = Key::from_static_str("rpc.method");
+pub(crate) const RPC_RESPONSE_STATUS_CODE: Key = Key::from_static_str("rpc.response.status_code");
+pub(crate) const SERVER_ADDRESS: Key = Key::from_static_str("server.address");
+pub(crate) const SERVER_PORT: Key = Key::from_static_str("server.port");
+
+/// `rpc.method` and span name of a gRPC method this service does not implement (or past the
+/// method table's bound).
+pub(crate) const OTHER: &str = "_OTHER";
+
+/// The method slot of gRPC calls in the route table: their span name is the method itself.
+pub(crate) const RPC_SLOT: usize = METHOD_SLOTS;
+
+/// `grpc-status` of a call the client cancelled.
+pub(crate) const GRPC_CANCELLED: u8 = 1;
+/// `grpc-status` of a call to a method the server does not implement.
+pub(crate) const GRPC_UNIMPLEMENTED: u8 = 12;
+
+/// The name of a gRPC status code, as `rpc.response.status_code` carries it.
+pub(crate) fn grpc_code_name(code: u8) -> &'static str {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    // A code outside the 17 is not gRPC's; the protocol says to read it as UNKNOWN.
+    NAMES.get(usize::from(code)).copied().unwrap_or("UNKNOWN")
+}
+
+/// The `package.Service/Method` of a gRPC request path, if it has that shape.
+pub(crate) fn grpc_method(path: &str) -> Option<&str> {
+    let method = path.strip_prefix('/')?;
+    let (service, name) = method.split_once('/')?;
+    let plausible = !service.is_empty()
+        && !name.is_empty()
+        && !name.contains('/')
+        && method.len() <= 256
+        && method
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'/' | b'-'));
+    plausible.then_some(method)
+}
 
 /// The methods the conventions name; anything else is reported as `_OTHER`, so a client cannot
 /// create new series or span names by inventing methods.
@@ -69,6 +124,10 @@ pub(crate) fn method_name(index: usize) -> &'static str {
 /// The name of an HTTP server span: `{method} {route}`, or the method alone without a route;
 /// a method outside the known set is `HTTP`, not `_OTHER`.
 pub(crate) fn server_span_name(method: usize, route: Option<&str>) -> Cow<'static, str> {
+    if method == RPC_SLOT {
+        // gRPC: the span is named by the fully-qualified method.
+        return Cow::Owned(route.unwrap_or(OTHER).to_owned());
+    }
     let verb = if method == METHOD_SLOTS - 1 {
         "HTTP"
     } else {

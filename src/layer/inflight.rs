@@ -73,7 +73,15 @@ pub(super) struct Started {
     pub(super) route: Option<Route>,
     pub(super) start: Instant,
     /// A gRPC call, whose outcome is in `grpc-status` rather than the HTTP status.
-    pub(super) grpc: bool,
+    pub(super) grpc: Option<GrpcCall>,
+}
+
+/// What a gRPC call needs at its end.
+pub(super) struct GrpcCall {
+    /// The request's URI when its method was not yet in the table: the method is admitted at
+    /// the end if the server answered it with anything but `UNIMPLEMENTED`, so a client's
+    /// made-up method paths never become span names or series.
+    pub(super) unknown: Option<http::Uri>,
 }
 
 pub(super) struct InFlight {
@@ -100,21 +108,16 @@ impl InFlight {
     /// Reads `grpc-status` from a gRPC response's headers (a trailers-only response) or
     /// trailers: a gRPC call fails with HTTP 200, and only this says so.
     pub(super) fn observe_grpc_status(&mut self, headers: &http::HeaderMap) {
-        if !self.req.grpc {
+        if self.req.grpc.is_none() {
             return;
         }
-        let Some(code) = headers
+        if let Some(code) = headers
             .get("grpc-status")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u8>().ok())
-        else {
-            return;
-        };
-        self.req.cx.span().set_attribute(KeyValue::new(
-            semconv::RPC_GRPC_STATUS_CODE,
-            i64::from(code),
-        ));
-        self.grpc_status = Some(code);
+        {
+            self.grpc_status = Some(code);
+        }
     }
 
     /// Keeps the tenant's protection slot until the request ends.
@@ -132,7 +135,7 @@ impl InFlight {
 
     /// A gRPC call.
     pub(super) fn is_grpc(&self) -> bool {
-        self.req.grpc
+        self.req.grpc.is_some()
     }
 
     /// The context (server span and baggage) to attach while user code runs.
@@ -166,8 +169,10 @@ impl InFlight {
             return;
         }
         self.done = true;
+        let cancelled = end == End::Cancelled;
         let failure = Failure::classify(self.status, self.grpc_status, end);
         let end = self.req.registry.now();
+        let rpc_code = self.end_grpc(cancelled);
         let span = self.req.cx.span();
         if let Some(error) = failure.error_type(self.status) {
             span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error.clone()));
@@ -181,6 +186,7 @@ impl InFlight {
                     method: req.method,
                     route: req.route.as_ref().map(|r| &*r.name),
                     route_id: req.route.as_ref().and_then(|r| r.id),
+                    rpc_code,
                     status: self.status,
                     failure,
                     duration: end.saturating_duration_since(req.start),
@@ -191,6 +197,49 @@ impl InFlight {
         span.end();
     }
 }
+
+impl InFlight {
+    /// The end of a gRPC call: admits its method if the server implements it, and sets
+    /// `rpc.method` and `rpc.response.status_code`. Returns the call's status code (`UNKNOWN`
+    /// when the server sent none, `CANCELLED` when the client went away first).
+    fn end_grpc(&mut self, cancelled: bool) -> Option<u8> {
+        let call = self.req.grpc.as_mut()?;
+        let code = self.grpc_status.unwrap_or(if cancelled {
+            semconv::GRPC_CANCELLED
+        } else {
+            GRPC_UNKNOWN
+        });
+        let span = self.req.cx.span();
+        if let Some(uri) = call.unknown.take() {
+            let implemented = self
+                .grpc_status
+                .is_some_and(|c| c != semconv::GRPC_UNIMPLEMENTED);
+            let admitted = semconv::grpc_method(uri.path())
+                .filter(|_| implemented)
+                .and_then(|m| self.req.registry.route(m, semconv::RPC_SLOT));
+            if let Some(interned) = admitted {
+                span.update_name(interned.span_name);
+                self.req.route = Some(Route {
+                    name: interned.name,
+                    id: Some(interned.id),
+                });
+            }
+        }
+        let method = match &self.req.route {
+            Some(route) => opentelemetry::StringValue::from(Arc::clone(&route.name)),
+            None => semconv::OTHER.into(),
+        };
+        span.set_attribute(KeyValue::new(semconv::RPC_METHOD, method));
+        span.set_attribute(KeyValue::new(
+            semconv::RPC_RESPONSE_STATUS_CODE,
+            semconv::grpc_code_name(code),
+        ));
+        Some(code)
+    }
+}
+
+/// The status of a gRPC call that ended without one.
+const GRPC_UNKNOWN: u8 = 2;
 
 impl Drop for InFlight {
     fn drop(&mut self) {

@@ -1,5 +1,6 @@
 //! [`TenantService`]: the per-request work of [`TenantLayer`](crate::TenantLayer).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
@@ -12,8 +13,8 @@ use tower_service::Service;
 use super::body::TenantBody;
 use super::builder::{Config, MissingTenant};
 use super::future::{Refusal, ResponseFuture};
-use super::inflight::{matched_route, InFlight, Route, Started};
-use super::span::{handler_context, server_span, without_server_span};
+use super::inflight::{matched_route, GrpcCall, InFlight, Route, Started};
+use super::span::{grpc_span, handler_context, server_span, without_server_span, TenantAttributes};
 use crate::instruments::semconv;
 use crate::propagation::extract_w3c;
 use crate::protect::AsGuard;
@@ -139,29 +140,42 @@ where
         let rejection = rejection.filter(|_| config.missing == MissingTenant::Reject);
 
         let method = semconv::method_index(req.method());
-        // One lookup serves the span's name, its shared `http.route` string and the metrics'
-        // series key.
-        let (route, span_name) = match matched_route(&req) {
-            Some(r) => {
-                let (route, name) = Route::interned(&config.registry, r, method);
-                (Some(route), name)
+        let grpc = is_grpc(&req);
+        // One lookup serves the span's name, its shared `http.route` string (or gRPC method)
+        // and the metrics' series key.
+        let (route, span_name, grpc) = if grpc {
+            let (route, name, call) = grpc_method(config, &req);
+            (route, name, Some(call))
+        } else {
+            match matched_route(&req) {
+                Some(r) => {
+                    let (route, name) = Route::interned(&config.registry, r, method);
+                    (Some(route), name, None)
+                }
+                None => (None, semconv::server_span_name(method, None), None),
             }
-            None => (None, semconv::server_span_name(method, None)),
         };
         let handler_cx = handler_context(config, inbound, &tenant);
         let cx = if config.tracer.is_disabled() {
             without_server_span(handler_cx, &parent)
         } else {
-            let builder = server_span(
-                config,
-                &req,
-                span_name,
-                method,
-                route.as_ref().map(|r| &r.name),
-                &tenant,
+            let tenant_attrs = TenantAttributes {
+                tenant: &tenant,
                 inbound,
                 decided_by,
-            );
+            };
+            let builder = if grpc.is_some() {
+                grpc_span(&req, span_name, tenant_attrs)
+            } else {
+                server_span(
+                    config,
+                    &req,
+                    span_name,
+                    method,
+                    route.as_ref().map(|r| &r.name),
+                    tenant_attrs,
+                )
+            };
             config.tracer.start(builder, &parent, &handler_cx)
         };
 
@@ -176,7 +190,6 @@ where
                 Some(tenant.clone())
             }
         };
-        let grpc = is_grpc(&req);
         let mut inflight = InFlight::new(Started {
             cx,
             tenant: recorded,
@@ -256,6 +269,32 @@ fn rejection_message(config: &Config, rejection: &Rejection) -> String {
         Rejection::Ambiguous(source) => {
             format!("ambiguous tenant id: more than one value in {source}")
         }
+    }
+}
+
+/// A gRPC call's method as the route table knows it, with its span name; an unknown one is
+/// `_OTHER` until the server answers it (see [`GrpcCall`]).
+fn grpc_method<B>(
+    config: &Config,
+    req: &Request<B>,
+) -> (Option<Route>, Cow<'static, str>, GrpcCall) {
+    let method = semconv::grpc_method(req.uri().path());
+    match method.and_then(|m| config.registry.known_route(m, semconv::RPC_SLOT)) {
+        Some(known) => (
+            Some(Route {
+                name: known.name,
+                id: Some(known.id),
+            }),
+            known.span_name,
+            GrpcCall { unknown: None },
+        ),
+        None => (
+            None,
+            Cow::Borrowed(semconv::OTHER),
+            GrpcCall {
+                unknown: method.map(|_| req.uri().clone()),
+            },
+        ),
     }
 }
 

@@ -16,16 +16,13 @@ use crate::tenant::{claimed_in_baggage, truncate, TenantSource, TENANT_ID_KEY};
 /// The server span: named `{method} {route}` (prepared by the route table), with the HTTP
 /// semantic conventions' attributes and `tenant.id` (the real id, also past the cardinality
 /// cap).
-#[allow(clippy::too_many_arguments)]
 pub(super) fn server_span<B>(
     config: &Config,
     req: &Request<B>,
     name: Cow<'static, str>,
     method: usize,
     route: Option<&Arc<str>>,
-    tenant: &Tenant,
-    inbound: &Baggage,
-    decided_by: Option<&TenantSource>,
+    tenant: TenantAttributes<'_>,
 ) -> SpanBuilder {
     let mut attributes = Vec::with_capacity(8);
     attributes.push(KeyValue::new(
@@ -58,23 +55,64 @@ pub(super) fn server_span<B>(
             StringValue::from(Arc::clone(route)),
         ));
     }
-    attributes.push(KeyValue::new(semconv::TENANT_ID, tenant.id().to_value()));
-    if let Some(source) = decided_by {
-        attributes.push(KeyValue::new(semconv::TENANT_SOURCE, source.kind_name()));
-    }
-    // Only where a trusted source found a tenant is a different one in baggage a mismatch.
-    let trusted = decided_by.filter(|s| !s.is_baggage());
-    if let (Some(_), Some(claimed)) = (trusted, claimed_in_baggage(inbound)) {
-        if claimed.as_str() != tenant.id().as_str() {
-            // A caller claimed another tenant in baggage than the trusted source found:
-            // recorded for audit, never believed.
-            attributes.push(KeyValue::new(semconv::TENANT_BAGGAGE_MISMATCH, true));
-            attributes.push(KeyValue::new(
-                semconv::TENANT_BAGGAGE_CLAIMED,
-                truncate(claimed.as_str(), 64).to_owned(),
-            ));
+    tenant.add_to(&mut attributes);
+    SpanBuilder::from_name(name)
+        .with_kind(SpanKind::Server)
+        .with_attributes(attributes)
+}
+
+/// What the server span says about the tenant, for HTTP and gRPC alike.
+pub(super) struct TenantAttributes<'a> {
+    pub(super) tenant: &'a Tenant,
+    pub(super) inbound: &'a Baggage,
+    pub(super) decided_by: Option<&'a TenantSource>,
+}
+
+impl TenantAttributes<'_> {
+    /// `tenant.id` (the real id, also past the cardinality cap), `tenant.source`, and a baggage
+    /// claim that disagrees with a trusted source.
+    fn add_to(&self, attributes: &mut Vec<KeyValue>) {
+        let tenant = self.tenant;
+        attributes.push(KeyValue::new(semconv::TENANT_ID, tenant.id().to_value()));
+        if let Some(source) = self.decided_by {
+            attributes.push(KeyValue::new(semconv::TENANT_SOURCE, source.kind_name()));
+        }
+        // Only where a trusted source found a tenant is a different one in baggage a mismatch.
+        let trusted = self.decided_by.filter(|s| !s.is_baggage());
+        if let (Some(_), Some(claimed)) = (trusted, claimed_in_baggage(self.inbound)) {
+            if claimed.as_str() != tenant.id().as_str() {
+                // A caller claimed another tenant in baggage than the trusted source found:
+                // recorded for audit, never believed.
+                attributes.push(KeyValue::new(semconv::TENANT_BAGGAGE_MISMATCH, true));
+                attributes.push(KeyValue::new(
+                    semconv::TENANT_BAGGAGE_CLAIMED,
+                    truncate(claimed.as_str(), 64).to_owned(),
+                ));
+            }
         }
     }
+}
+
+/// The server span of a gRPC call (the RPC semantic conventions): named by its fully-qualified
+/// method, or `_OTHER` until the server has answered that method once. `rpc.method` and
+/// `rpc.response.status_code` are set when the call ends; `http.*` attributes do not apply.
+pub(super) fn grpc_span<B>(
+    req: &Request<B>,
+    name: Cow<'static, str>,
+    tenant: TenantAttributes<'_>,
+) -> SpanBuilder {
+    let mut attributes = Vec::with_capacity(6);
+    attributes.push(KeyValue::new(semconv::RPC_SYSTEM_NAME, "grpc"));
+    if let Some(host) = req.uri().host() {
+        attributes.push(KeyValue::new(
+            semconv::SERVER_ADDRESS,
+            truncate(host, 255).to_owned(),
+        ));
+        if let Some(port) = req.uri().port_u16() {
+            attributes.push(KeyValue::new(semconv::SERVER_PORT, i64::from(port)));
+        }
+    }
+    tenant.add_to(&mut attributes);
     SpanBuilder::from_name(name)
         .with_kind(SpanKind::Server)
         .with_attributes(attributes)

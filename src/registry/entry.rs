@@ -72,7 +72,9 @@ pub(crate) struct TenantEntry {
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct SeriesKey {
     method: u8,
+    /// The HTTP status, or for a gRPC call its status code.
     status: u16,
+    rpc: bool,
     failure: Failure,
     route: Option<u32>,
 }
@@ -85,6 +87,9 @@ pub(crate) struct Outcome<'a> {
     /// The route's id in the registry's table, looked up once when the request came in; `None`
     /// with a route means the table was full.
     pub(crate) route_id: Option<u32>,
+    /// A gRPC call's status code: its duration goes to `rpc.server.call.duration`, with the
+    /// route as its method.
+    pub(crate) rpc_code: Option<u8>,
     pub(crate) status: Option<http::StatusCode>,
     pub(crate) failure: Failure,
     pub(crate) duration: Duration,
@@ -319,12 +324,20 @@ impl TenantEntry {
         let seconds = o.duration.as_secs_f64();
         // A known route that could not get an id would merge with route-less series; record it
         // unbound instead, under its real attributes.
+        let histogram = match o.rpc_code {
+            Some(_) => &http.rpc_duration,
+            None => &http.duration,
+        };
         if o.route.is_some() && o.route_id.is_none() {
-            return http.duration.record(seconds, &self.duration_attributes(o));
+            return histogram.record(seconds, &self.duration_attributes(o));
         }
         let key = SeriesKey {
             method: o.method as u8,
-            status: o.status.map_or(0, |s| s.as_u16()),
+            status: match o.rpc_code {
+                Some(code) => u16::from(code),
+                None => o.status.map_or(0, |s| s.as_u16()),
+            },
+            rpc: o.rpc_code.is_some(),
             failure: o.failure,
             route: o.route_id,
         };
@@ -335,16 +348,31 @@ impl TenantEntry {
         let mut map = self.durations.write().unwrap_or_else(|e| e.into_inner());
         if map.len() >= MAX_SERIES_PER_TENANT && !map.contains_key(&key) {
             drop(map);
-            return http.duration.record(seconds, &self.duration_attributes(o));
+            return histogram.record(seconds, &self.duration_attributes(o));
         }
         map.entry(key)
-            .or_insert_with(|| http.duration.bind(&self.duration_attributes(o)))
+            .or_insert_with(|| histogram.bind(&self.duration_attributes(o)))
             .record(seconds);
     }
 
     fn duration_attributes(&self, o: &Outcome<'_>) -> Vec<KeyValue> {
         let mut attrs = Vec::with_capacity(5);
         attrs.push(self.kv.clone());
+        if let Some(code) = o.rpc_code {
+            attrs.push(KeyValue::new(semconv::RPC_SYSTEM_NAME, "grpc"));
+            attrs.push(KeyValue::new(
+                semconv::RPC_METHOD,
+                o.route.unwrap_or(semconv::OTHER).to_owned(),
+            ));
+            attrs.push(KeyValue::new(
+                semconv::RPC_RESPONSE_STATUS_CODE,
+                semconv::grpc_code_name(code),
+            ));
+            if let Some(error) = o.failure.error_type(o.status) {
+                attrs.push(KeyValue::new(semconv::ERROR_TYPE, error));
+            }
+            return attrs;
+        }
         attrs.push(KeyValue::new(
             semconv::HTTP_REQUEST_METHOD,
             semconv::method_name(o.method),

@@ -355,6 +355,7 @@ impl TenantRegistry {
                 method,
                 route: Some(route),
                 route_id: self.route(route, method).map(|r| r.id),
+                rpc_code: None,
                 status,
                 failure: crate::classify::Failure::classify(
                     status,

@@ -1,5 +1,6 @@
-//! Route interning: each route template gets a small id for series keys, one shared string
-//! that every span's `http.route` reuses, and its span names, made once per method.
+//! Route interning: each route template (or gRPC method) gets a small id for series keys, one
+//! shared string that every span's `http.route` reuses, and its span names, made once per
+//! method.
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,7 +13,7 @@ use crate::instruments::semconv::{server_span_name, METHOD_SLOTS};
 #[derive(Debug)]
 pub(super) struct RouteEntry {
     id: u32,
-    span_names: [OnceLock<&'static str>; METHOD_SLOTS],
+    span_names: [OnceLock<&'static str>; METHOD_SLOTS + 1],
 }
 
 impl RouteEntry {
@@ -70,6 +71,17 @@ pub(crate) struct Interned {
 pub(super) const MAX_ROUTES: usize = 1024;
 
 impl TenantRegistry {
+    /// A route or gRPC method already in the table, without adding it.
+    pub(crate) fn known_route(&self, route: &str, method: usize) -> Option<Interned> {
+        let routes = self.inner.routes.pin();
+        let (key, entry) = routes.get_key_value(route)?;
+        Some(Interned {
+            id: entry.id,
+            name: Arc::clone(key),
+            span_name: entry.span_name(method, route),
+        })
+    }
+
     /// The route's id, shared string and span name for `method`, or `None` once
     /// [`MAX_ROUTES`] are known.
     pub(crate) fn route(&self, route: &str, method: usize) -> Option<Interned> {

@@ -49,6 +49,8 @@ pub struct TenantSource(Kind);
 #[derive(Clone)]
 enum Kind {
     Header(HeaderName),
+    /// gRPC metadata: a header by another name, described as metadata to gRPC clients.
+    Metadata(HeaderName),
     Baggage,
     PathSegment(usize),
     Subdomain(Arc<str>),
@@ -65,6 +67,29 @@ impl TenantSource {
         TenantSource(Kind::Header(
             HeaderName::try_from(name).expect("TenantSource::header: invalid header name"),
         ))
+    }
+
+    /// A gRPC metadata key, e.g. `x-tenant-id` (ASCII metadata travels as HTTP/2 headers):
+    /// the same lookup as [`TenantSource::header`], named as metadata in refusals
+    /// (`INVALID_ARGUMENT`, "missing tenant id: expected gRPC metadata `x-tenant-id`").
+    ///
+    /// ```
+    /// use tenant_otel::{TenantLayer, TenantSource};
+    ///
+    /// let layer = TenantLayer::builder()
+    ///     .source(TenantSource::grpc_metadata("x-tenant-id"))
+    ///     .build();
+    /// # let _ = layer;
+    /// ```
+    ///
+    /// # Panics
+    /// When `key` is not a valid metadata key (lowercase ASCII, no `-bin` binary keys).
+    pub fn grpc_metadata(key: &str) -> Self {
+        let name = HeaderName::try_from(key)
+            .ok()
+            .filter(|n| !n.as_str().ends_with("-bin"))
+            .expect("TenantSource::grpc_metadata: invalid ASCII metadata key");
+        TenantSource(Kind::Metadata(name))
     }
 
     /// The `tenant.id` entry of the incoming W3C `baggage` header.
@@ -103,10 +128,12 @@ impl TenantSource {
         TenantSource(Kind::Custom(Arc::new(f)))
     }
 
-    /// The `tenant.source` attribute value: `header`, `baggage`, `path`, `host`, `query`, `fn`.
+    /// The `tenant.source` attribute value: `header`, `metadata`, `baggage`, `path`, `host`,
+    /// `query`, `fn`.
     pub(crate) fn kind_name(&self) -> &'static str {
         match &self.0 {
             Kind::Header(_) => "header",
+            Kind::Metadata(_) => "metadata",
             Kind::Baggage => "baggage",
             Kind::PathSegment(_) => "path",
             Kind::Subdomain(_) => "host",
@@ -127,7 +154,7 @@ impl TenantSource {
         head: &RequestHead<'a>,
     ) -> Result<Option<Cow<'a, [u8]>>, Ambiguous> {
         Ok(match &self.0 {
-            Kind::Header(name) => {
+            Kind::Header(name) | Kind::Metadata(name) => {
                 let mut values = head.headers.get_all(name).iter();
                 let first = values.next();
                 if values.next().is_some() {
@@ -183,6 +210,7 @@ impl TenantSource {
     pub(crate) fn describe(&self) -> String {
         match &self.0 {
             Kind::Header(name) => format!("header `{name}`"),
+            Kind::Metadata(name) => format!("gRPC metadata `{name}`"),
             Kind::Baggage => format!("baggage entry `{TENANT_ID_KEY}`"),
             Kind::PathSegment(i) => format!("path segment {i}"),
             Kind::Subdomain(d) => format!("subdomain of `{d}`"),
