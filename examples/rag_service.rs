@@ -44,13 +44,10 @@ struct Args {
     vector_store: Option<String>,
 }
 
-/// The HTTP client of downstream calls: every request carries the current trace and tenant.
-type Downstream = tenant_otel::PropagateService<
-    hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        http_body_util::Empty<hyper::body::Bytes>,
-    >,
->;
+/// The HTTP client of downstream calls (`reqwest`, through `reqwest-middleware`): each call gets
+/// a CLIENT span, carries the current trace and tenant, and is timed in
+/// `http.client.request.duration` by tenant.
+type Downstream = reqwest_middleware::ClientWithMiddleware;
 
 fn tenant_tier(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
@@ -142,16 +139,8 @@ async fn query(
 /// Retrieval: a vector search that finds a few documents.
 async fn retrieve(question: &str, store: Option<(String, Downstream)>) -> u64 {
     match store {
-        Some((url, mut client)) => {
-            use tower::{Service, ServiceExt};
-            let req = http::Request::get(format!("{url}/search"))
-                .body(http_body_util::Empty::new())
-                .expect("a valid request");
-            let called = match client.ready().await {
-                Ok(client) => client.call(req).await.map(|res| res.status()),
-                Err(e) => Err(e),
-            };
-            if let Err(e) = called {
+        Some((url, client)) => {
+            if let Err(e) = client.get(format!("{url}/search")).send().await {
                 tracing::warn!(error = %e, "vector store unreachable");
             }
         }
@@ -270,13 +259,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .register_tenant(tenant, TenantInfo::new(tenant, tier, ""))?;
     }
     let vector_store = args.vector_store.map(|url| {
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http();
-        (
-            url,
-            tower::Layer::layer(&tenant_otel::PropagateLayer::new(), client),
-        )
+        let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+            .with(telemetry.client_layer())
+            .build();
+        (url, client)
     });
     let app = App {
         telemetry: std::sync::Arc::clone(&telemetry),

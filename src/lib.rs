@@ -81,6 +81,7 @@
 
 pub mod alert;
 mod classify;
+pub mod client;
 pub mod init;
 pub mod instruments;
 pub mod layer;
@@ -96,6 +97,7 @@ pub use alert::{
     AlertEngine, AlertEvent, AlertKind, AlertRules, AlertState, AlertSubscription, AlertTask,
     Reading, Severity,
 };
+pub use client::{ClientLayer, ClientLayerBuilder, ClientService};
 #[cfg(feature = "signal")]
 pub use init::shutdown_signal;
 pub use init::{init, InitError, Protocol, ShutdownError, Signal, Telemetry, TelemetryBuilder};

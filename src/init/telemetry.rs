@@ -17,6 +17,7 @@ use super::builder::TelemetryBuilder;
 use super::error::{ShutdownError, Signal};
 use super::export::ExportRuntime;
 use crate::alert::{AlertEngine, AlertTask};
+use crate::client::ClientLayer;
 use crate::instruments::scope;
 use crate::layer::{TenantLayer, TenantLayerBuilder};
 use crate::registry::TenantRegistry;
@@ -60,6 +61,15 @@ impl Telemetry {
         TenantLayer::builder()
             .tracer_provider(&self.tracer_provider)
             .registry(self.registry.clone())
+    }
+
+    /// A [`ClientLayer`] for the clients handlers call other services with: CLIENT spans on
+    /// these providers, durations in this registry (under its cap).
+    pub fn client_layer(&self) -> ClientLayer {
+        ClientLayer::builder()
+            .tracer_provider(&self.tracer_provider)
+            .registry(self.registry.clone())
+            .build()
     }
 
     /// The tenant registry: cap, in-process statistics, the query API's home.

@@ -1,4 +1,4 @@
-//! The server-side HTTP and gRPC instruments.
+//! The HTTP and gRPC instruments, server and client side.
 
 use opentelemetry::metrics::{Counter, Histogram, Meter};
 
@@ -9,6 +9,8 @@ use super::{names, DURATION_BUCKETS};
 pub(crate) struct HttpInstruments {
     pub(crate) duration: Histogram<f64>,
     pub(crate) rpc_duration: Histogram<f64>,
+    pub(crate) client_duration: Histogram<f64>,
+    pub(crate) rpc_client_duration: Histogram<f64>,
     pub(crate) overflow: Counter<u64>,
 }
 
@@ -25,6 +27,18 @@ impl HttpInstruments {
                 .f64_histogram(names::RPC_SERVER_CALL_DURATION)
                 .with_unit("s")
                 .with_description("Duration of gRPC server calls, to the end of the response.")
+                .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build(),
+            client_duration: meter
+                .f64_histogram(names::HTTP_CLIENT_REQUEST_DURATION)
+                .with_unit("s")
+                .with_description("Duration of outgoing HTTP requests, to the end of the response body.")
+                .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build(),
+            rpc_client_duration: meter
+                .f64_histogram(names::RPC_CLIENT_CALL_DURATION)
+                .with_unit("s")
+                .with_description("Duration of outgoing gRPC calls, to the end of the response.")
                 .with_boundaries(DURATION_BUCKETS.to_vec())
                 .build(),
             overflow: meter

@@ -4,6 +4,10 @@
 pub const HTTP_SERVER_REQUEST_DURATION: &str = "http.server.request.duration";
 /// Histogram, seconds: duration of gRPC server calls, to the end of the response.
 pub const RPC_SERVER_CALL_DURATION: &str = "rpc.server.call.duration";
+/// Histogram, seconds: duration of outgoing HTTP requests, to the end of the response body.
+pub const HTTP_CLIENT_REQUEST_DURATION: &str = "http.client.request.duration";
+/// Histogram, seconds: duration of outgoing gRPC calls, to the end of the response.
+pub const RPC_CLIENT_CALL_DURATION: &str = "rpc.client.call.duration";
 /// UpDownCounter: HTTP server requests in flight.
 pub const HTTP_SERVER_ACTIVE_REQUESTS: &str = "http.server.active_requests";
 /// Counter: HTTP requests whose tenant was past the cardinality cap (query and quota calls

@@ -41,6 +41,7 @@ pub(crate) const RESOURCE: Key = Key::from_static_str("resource");
 pub(crate) const RPC_SYSTEM_NAME: Key = Key::from_static_str("rpc.system.name");
 pub(crate) const RPC_METHOD: Key = Key::from_static_str("rpc.method");
 pub(crate) const RPC_RESPONSE_STATUS_CODE: Key = Key::from_static_str("rpc.response.status_code");
+pub(crate) const URL_FULL: Key = Key::from_static_str("url.full");
 pub(crate) const SERVER_ADDRESS: Key = Key::from_static_str("server.address");
 pub(crate) const SERVER_PORT: Key = Key::from_static_str("server.port");
 

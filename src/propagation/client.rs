@@ -10,7 +10,7 @@ use opentelemetry_http::HeaderInjector;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::W3c;
+use super::inject_w3c;
 
 /// A tower [`Layer`] for HTTP clients that injects the current context into each outgoing
 /// request: `traceparent` (so the downstream server span joins this trace) and `baggage` (so it
@@ -35,21 +35,20 @@ use super::W3c;
 #[derive(Clone)]
 #[must_use]
 pub struct PropagateLayer {
-    propagator: Arc<dyn TextMapPropagator + Send + Sync>,
+    /// `None`: W3C trace context and baggage, written without the generic machinery.
+    propagator: Option<Arc<dyn TextMapPropagator + Send + Sync>>,
 }
 
 impl PropagateLayer {
     /// W3C trace context and baggage.
     pub fn new() -> Self {
-        PropagateLayer {
-            propagator: Arc::new(W3c),
-        }
+        PropagateLayer { propagator: None }
     }
 
     /// Inject with this propagator instead.
     pub fn with_propagator(propagator: impl TextMapPropagator + Send + Sync + 'static) -> Self {
         PropagateLayer {
-            propagator: Arc::new(propagator),
+            propagator: Some(Arc::new(propagator)),
         }
     }
 }
@@ -72,7 +71,7 @@ impl<S> Layer<S> for PropagateLayer {
     fn layer(&self, inner: S) -> Self::Service {
         PropagateService {
             inner,
-            propagator: Arc::clone(&self.propagator),
+            propagator: self.propagator.clone(),
         }
     }
 }
@@ -81,7 +80,7 @@ impl<S> Layer<S> for PropagateLayer {
 #[derive(Clone)]
 pub struct PropagateService<S> {
     inner: S,
-    propagator: Arc<dyn TextMapPropagator + Send + Sync>,
+    propagator: Option<Arc<dyn TextMapPropagator + Send + Sync>>,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for PropagateService<S> {
@@ -105,9 +104,9 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        Context::map_current(|cx| {
-            self.propagator
-                .inject_context(cx, &mut HeaderInjector(req.headers_mut()))
+        Context::map_current(|cx| match &self.propagator {
+            Some(p) => p.inject_context(cx, &mut HeaderInjector(req.headers_mut())),
+            None => inject_w3c(cx, req.headers_mut(), None),
         });
         self.inner.call(req)
     }

@@ -45,6 +45,54 @@ pub(crate) fn extract(headers: &HeaderMap) -> Context {
     cx
 }
 
+/// Injects the W3C headers of `cx` into an outgoing request: `traceparent` (and `tracestate`
+/// when there is one) from its span, and `baggage`. `prepared_baggage` is the `baggage` header
+/// of a context that holds nothing but the tenant, made once per tenant: the common case costs
+/// no encoding and no allocation for it.
+pub(crate) fn inject(
+    cx: &Context,
+    headers: &mut HeaderMap,
+    prepared_baggage: Option<&http::HeaderValue>,
+) {
+    let span = cx.span();
+    let sc = span.span_context();
+    if sc.is_valid() {
+        let mut value = [0u8; LEN];
+        value[..3].copy_from_slice(b"00-");
+        write_hex(&mut value[3..35], &sc.trace_id().to_bytes());
+        value[35] = b'-';
+        write_hex(&mut value[36..52], &sc.span_id().to_bytes());
+        value[52] = b'-';
+        write_hex(
+            &mut value[53..55],
+            &[(sc.trace_flags() & TraceFlags::SAMPLED).to_u8()],
+        );
+        if let Ok(v) = http::HeaderValue::from_bytes(&value) {
+            headers.insert(TRACEPARENT.clone(), v);
+        }
+        let state = sc.trace_state().header();
+        if !state.is_empty() {
+            if let Ok(v) = http::HeaderValue::try_from(state) {
+                headers.insert(TRACESTATE.clone(), v);
+            }
+        }
+    }
+    match prepared_baggage {
+        Some(value) => {
+            headers.insert(BAGGAGE.clone(), value.clone());
+        }
+        None => baggage().inject_context(cx, &mut opentelemetry_http::HeaderInjector(headers)),
+    }
+}
+
+fn write_hex(out: &mut [u8], bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
+    }
+}
+
 fn baggage() -> &'static BaggagePropagator {
     static BAGGAGE_PROPAGATOR: std::sync::OnceLock<BaggagePropagator> = std::sync::OnceLock::new();
     BAGGAGE_PROPAGATOR.get_or_init(BaggagePropagator::new)
@@ -270,6 +318,52 @@ mod tests {
         let cx = extract(&headers(&[("traceparent", &tp), ("tracestate", "=bad=")]));
         assert!(cx.span().span_context().is_valid());
         assert_eq!(cx.span().span_context().trace_state().header(), "");
+    }
+}
+
+#[cfg(test)]
+mod injection {
+    use super::*;
+    use opentelemetry::baggage::BaggageExt;
+    use opentelemetry::KeyValue;
+    use opentelemetry_sdk::propagation::TraceContextPropagator;
+
+    #[test]
+    fn injects_what_the_sdk_propagators_inject() {
+        let sc = SpanContext::new(
+            TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
+            SpanId::from(0x00f0_67aa_0ba9_02b7),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::from_str("a=1,b=2").unwrap(),
+        );
+        let cx = Context::new().with_remote_span_context(sc).with_baggage([
+            KeyValue::new("tenant.id", "acme"),
+            KeyValue::new("k", "a b"),
+        ]);
+        let mut ours = HeaderMap::new();
+        inject(&cx, &mut ours, None);
+        let mut sdk = HeaderMap::new();
+        let mut injector = opentelemetry_http::HeaderInjector(&mut sdk);
+        TraceContextPropagator::new().inject_context(&cx, &mut injector);
+        BaggagePropagator::new().inject_context(&cx, &mut injector);
+        assert_eq!(ours, sdk);
+        assert_eq!(
+            ours["traceparent"],
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+        // Read back, it is the same context.
+        let back = extract(&ours);
+        assert_eq!(
+            back.span().span_context().span_id(),
+            SpanId::from(0x00f0_67aa_0ba9_02b7)
+        );
+
+        let mut prepared = HeaderMap::new();
+        let value = http::HeaderValue::from_static("tenant.id=acme");
+        inject(&Context::new(), &mut prepared, Some(&value));
+        assert_eq!(prepared["baggage"], "tenant.id=acme");
+        assert!(!prepared.contains_key("traceparent"));
     }
 }
 

@@ -63,6 +63,8 @@ pub(crate) struct TenantEntry {
     pub(super) clock: Option<(Clock, Instant)>,
     /// A context holding baggage `tenant.id`, the base of every request's context.
     context: Context,
+    /// The W3C `baggage` header of that context, for outgoing calls.
+    baggage_header: Option<http::HeaderValue>,
     /// Protection state: requests in flight, own limits, token bucket.
     pub(crate) guard: TenantGuard,
 }
@@ -137,6 +139,9 @@ impl TenantEntry {
             context: Context::new()
                 .with_baggage([KeyValue::new(TENANT_ID_KEY, id.to_value())])
                 .with_value(InContext::Prepared(Weak::clone(this))),
+            // A valid id is `[A-Za-z0-9._-]`: nothing to percent-encode.
+            baggage_header: http::HeaderValue::try_from(format!("{TENANT_ID_KEY}={}", id.as_str()))
+                .ok(),
             id,
             overflow,
             active: Default::default(),
@@ -169,6 +174,11 @@ impl TenantEntry {
     /// True for the shared `__overflow__` and `__unknown__` entries.
     pub(crate) fn is_shared(&self) -> bool {
         self.overflow
+    }
+
+    /// The `baggage` header of a context that holds only this tenant.
+    pub(crate) fn baggage_header(&self) -> Option<&http::HeaderValue> {
+        self.baggage_header.as_ref()
     }
 
     /// The prepared `tenant.id` attribute (an `Arc` clone, no allocation).

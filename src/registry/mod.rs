@@ -289,6 +289,26 @@ impl TenantRegistry {
         Ok(tenant)
     }
 
+    /// The instruments outgoing calls record into.
+    pub(crate) fn http_instruments(&self) -> &HttpInstruments {
+        &self.inner.http
+    }
+
+    /// The `tenant.id` metric attribute of the request being handled, capped as every metric
+    /// is: the tenant the layer put in the context, or a valid one in the context's baggage
+    /// (a service whose callers pass the tenant on). Not counted as a request.
+    pub(crate) fn current_metric_attribute(&self, cx: &opentelemetry::Context) -> Option<KeyValue> {
+        if let Some(tenant) = Tenant::of_context(cx) {
+            return Some(tenant.entry().key_value().clone());
+        }
+        let id = crate::tenant::tenant_of(cx)?;
+        if crate::tenant::is_reserved(id.as_str()) {
+            return None;
+        }
+        let tenant = self.lookup(id.as_str(), Count::Other);
+        Some(tenant.entry().key_value().clone())
+    }
+
     /// Counts a request refused for want of a usable tenant (`missing`, `invalid`, `reserved`).
     pub(crate) fn count_rejected(&self, reason: &'static str) {
         self.inner

@@ -67,11 +67,17 @@ pub enum Stack {
     /// tenant-otel as `init()` wires it: all of the above plus the server span, the tenant on
     /// every child span, and the batch exporter.
     TenantOtel,
+    /// [`Stack::TenantOtel`] whose handler makes one downstream call, in process, through a
+    /// plain tower service.
+    TenantOtelCalling,
+    /// The same call through `ClientLayer`: a CLIENT span, injected headers, and
+    /// `http.client.request.duration`. The difference is the client layer's cost.
+    TenantOtelCallingTraced,
 }
 
 impl Stack {
     /// Every stack, in the order the tables list them.
-    pub const ALL: [Stack; 10] = [
+    pub const ALL: [Stack; 12] = [
         Stack::Bare,
         Stack::Noop,
         Stack::InstrumentationTowerMetrics,
@@ -82,6 +88,8 @@ impl Stack {
         Stack::HandWritten,
         Stack::TenantOtelMetrics,
         Stack::TenantOtel,
+        Stack::TenantOtelCalling,
+        Stack::TenantOtelCallingTraced,
     ];
 
     /// The name in tables and on the command line.
@@ -97,6 +105,8 @@ impl Stack {
             Stack::HandWritten => "hand-written",
             Stack::TenantOtelMetrics => "tenant-otel-metrics",
             Stack::TenantOtel => "tenant-otel",
+            Stack::TenantOtelCalling => "tenant-otel-calling",
+            Stack::TenantOtelCallingTraced => "tenant-otel-calling-traced",
         }
     }
 
@@ -117,6 +127,10 @@ impl Stack {
             }
             Stack::TenantOtelMetrics => "tenant-otel, metrics only",
             Stack::TenantOtel => "tenant-otel, span + metrics + tenant on every span",
+            Stack::TenantOtelCalling => "tenant-otel, the handler calling a service in process",
+            Stack::TenantOtelCallingTraced => {
+                "tenant-otel, the handler calling it through `ClientLayer`"
+            }
         }
     }
 }
@@ -167,7 +181,13 @@ impl Drop for Setup {
 /// thread until the setup is dropped: build one stack at a time, on the thread that runs it.
 pub fn setup(stack: Stack, tenants: usize) -> Setup {
     let router = || Router::new().route("/hello", get(|| async { "hello" }));
-    if matches!(stack, Stack::TenantOtel | Stack::TenantOtelMetrics) {
+    if matches!(
+        stack,
+        Stack::TenantOtel
+            | Stack::TenantOtelMetrics
+            | Stack::TenantOtelCalling
+            | Stack::TenantOtelCallingTraced
+    ) {
         let telemetry = Telemetry::builder()
             .service_name("bench")
             // Spans go to the batch processor and an exporter that discards, as the peers'
@@ -179,12 +199,19 @@ pub fn setup(stack: Stack, tenants: usize) -> Setup {
             .without_console_logs()
             .init()
             .expect("tenant-otel init");
-        let layer = match stack {
-            Stack::TenantOtel => telemetry.layer(),
-            _ => telemetry.layer_builder().without_spans().build(),
+        let app = match stack {
+            Stack::TenantOtelMetrics => {
+                router().layer(telemetry.layer_builder().without_spans().build())
+            }
+            Stack::TenantOtelCalling => calling(downstream()).layer(telemetry.layer()),
+            Stack::TenantOtelCallingTraced => {
+                use tower::Layer as _;
+                calling(telemetry.client_layer().layer(downstream())).layer(telemetry.layer())
+            }
+            _ => router().layer(telemetry.layer()),
         };
         return Setup {
-            app: router().layer(layer),
+            app,
             _subscriber: None,
             providers: Providers::TenantOtel(Box::new(telemetry)),
         };
@@ -258,15 +285,68 @@ pub fn setup(stack: Stack, tenants: usize) -> Setup {
                 .layer(axum_tracing_opentelemetry::middleware::OtelAxumLayer::default()),
             tracing_otel(),
         ),
-        Stack::Bare | Stack::Noop | Stack::TenantOtel | Stack::TenantOtelMetrics => {
-            unreachable!("built above")
-        }
+        Stack::Bare
+        | Stack::Noop
+        | Stack::TenantOtel
+        | Stack::TenantOtelMetrics
+        | Stack::TenantOtelCalling
+        | Stack::TenantOtelCallingTraced => unreachable!("built above"),
     };
     Setup {
         app,
         _subscriber: subscriber,
         providers: Providers::Peer(tracer_provider, meter_provider),
     }
+}
+
+/// The service the calling stacks' handler calls: answers "ok" at once.
+fn downstream() -> impl tower::Service<
+    Request<http_body_util::Empty<bytes::Bytes>>,
+    Response = axum::http::Response<http_body_util::Full<bytes::Bytes>>,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone
+       + Send
+       + Sync
+       + 'static {
+    tower::service_fn(|_req: Request<http_body_util::Empty<bytes::Bytes>>| async {
+        Ok::<_, std::convert::Infallible>(axum::http::Response::new(http_body_util::Full::new(
+            bytes::Bytes::from_static(b"ok"),
+        )))
+    })
+}
+
+/// `GET /hello` answering after one call to `client`, body read.
+fn calling<S, B>(client: S) -> Router
+where
+    S: tower::Service<
+            Request<http_body_util::Empty<bytes::Bytes>>,
+            Response = axum::http::Response<B>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+    B: axum::body::HttpBody + Send + 'static,
+    B::Data: Send,
+    B::Error: std::fmt::Debug + Send,
+{
+    use http_body_util::BodyExt as _;
+    Router::new().route(
+        "/hello",
+        get(move || {
+            let client = client.clone();
+            async move {
+                let req = Request::get("http://downstream.internal/search")
+                    .body(http_body_util::Empty::new())
+                    .expect("request");
+                let res = client.oneshot(req).await.expect("infallible");
+                let _ = res.into_body().collect().await.expect("body");
+                "hello"
+            }
+        }),
+    )
 }
 
 /// The tenant middleware a team writes when no crate does it: the header onto the current span

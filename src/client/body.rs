@@ -1,0 +1,145 @@
+//! The response future and body of [`ClientService`](super::ClientService): they end the call.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{ready, Context as TaskContext, Poll};
+
+use http::Response;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use super::call::{Call, Ended};
+
+pin_project! {
+    /// Resolves to the inner client's response with a [`ClientBody`], with the call's CLIENT
+    /// span current while the inner client runs.
+    pub struct ClientFuture<F, E> {
+        #[pin]
+        inner: F,
+        call: Option<Call>,
+        _error: PhantomData<fn() -> E>,
+    }
+}
+
+impl<F, E> ClientFuture<F, E> {
+    pub(super) fn new(inner: F, call: Call) -> Self {
+        ClientFuture {
+            inner,
+            call: Some(call),
+            _error: PhantomData,
+        }
+    }
+}
+
+impl<F: std::fmt::Debug, E> std::fmt::Debug for ClientFuture<F, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientFuture")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ClientFuture<F, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
+{
+    type Output = Result<Response<ClientBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = {
+            let _attached = this.call.as_ref().map(|c| c.context().clone().attach());
+            ready!(this.inner.poll(cx))
+        };
+        let Some(mut call) = this.call.take() else {
+            panic!("ClientFuture polled after completion");
+        };
+        match result {
+            Ok(res) => {
+                call.response(res.status(), res.headers());
+                Poll::Ready(Ok(res.map(|body| ClientBody::new(body, call))))
+            }
+            Err(e) => {
+                call.finish(Ended::Error(std::any::type_name::<E>()));
+                Poll::Ready(Err(e))
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// The response body of an outgoing call, watched to its end: the call's duration runs to
+    /// the last frame, and a gRPC status in the trailers is read.
+    pub struct ClientBody<B> {
+        #[pin]
+        inner: B,
+        call: Option<Call>,
+    }
+}
+
+impl<B: Body> ClientBody<B> {
+    fn new(inner: B, call: Call) -> Self {
+        let call = if inner.is_end_stream() {
+            call.finish(Ended::Completed);
+            None
+        } else {
+            Some(call)
+        };
+        ClientBody { inner, call }
+    }
+}
+
+impl<B: std::fmt::Debug> std::fmt::Debug for ClientBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBody")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Body> Body for ClientBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => {
+                if let Some(call) = this.call.take() {
+                    call.finish(Ended::Completed);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(call) = this.call.take() {
+                    call.finish(Ended::Error(std::any::type_name::<B::Error>()));
+                }
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(trailers), Some(call)) = (frame.trailers_ref(), this.call.as_mut()) {
+                    call.observe_grpc_status(trailers);
+                }
+                if this.inner.is_end_stream() {
+                    if let Some(call) = this.call.take() {
+                        call.finish(Ended::Completed);
+                    }
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
