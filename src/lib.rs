@@ -89,6 +89,7 @@ pub mod propagation;
 pub mod protect;
 pub mod query;
 pub mod registry;
+pub mod sampling;
 mod stats;
 pub mod tenant;
 pub mod view;
@@ -117,6 +118,7 @@ pub use registry::{
     RegisterError, Tenant, TenantRegistry, TenantRegistryBuilder, DEFAULT_MAX_TENANTS,
     DEFAULT_WINDOW, MAX_QUOTA_RESOURCES,
 };
+pub use sampling::{TenantSampler, TenantSamplerBuilder};
 pub use tenant::{
     current_tenant, tenant_of, InvalidTenantId, RequestHead, TenantId, TenantInfo, TenantSource,
     MAX_TENANT_ID_LEN, MAX_TENANT_LABEL_LEN, MAX_TENANT_NAME_LEN, OVERFLOW_TENANT, TENANT_ID_KEY,

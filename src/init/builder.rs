@@ -23,6 +23,7 @@ use crate::alert::{AlertEngine, AlertRules, DEFAULT_EVALUATION_INTERVAL};
 use crate::instruments::{names, SCOPE_NAME};
 use crate::propagation::{TenantLogProcessor, TenantSpanProcessor, W3c};
 use crate::registry::{TenantRegistry, TenantRegistryBuilder};
+use crate::sampling::TenantSampler;
 use crate::stats::{Clock, Objective, Slo};
 use crate::tenant::TenantId;
 
@@ -46,6 +47,7 @@ pub struct TelemetryBuilder {
     /// `None`: no background evaluation.
     alert_interval: Option<Duration>,
     span_exporter: Option<SpanExporterSlot>,
+    sampler: Option<TenantSampler>,
 }
 
 /// A span exporter given to the builder, made into its batch processor by the first `init()`.
@@ -77,6 +79,7 @@ impl Default for TelemetryBuilder {
             alert_rules: AlertRules::default(),
             alert_interval: Some(DEFAULT_EVALUATION_INTERVAL),
             span_exporter: None,
+            sampler: None,
         }
     }
 }
@@ -117,6 +120,22 @@ impl TelemetryBuilder {
         self.span_exporter = Some(SpanExporterSlot(Arc::new(Mutex::new(Some(Box::new(
             build,
         ))))));
+        self
+    }
+
+    /// Samples traces with `sampler`, fair to small tenants (default: the SDK's, every trace
+    /// unless the caller's says otherwise). Tier ratios read the tiers tenants are registered
+    /// with in this registry. Metrics are never sampled.
+    ///
+    /// ```
+    /// use tenant_otel::TenantSampler;
+    ///
+    /// let builder = tenant_otel::Telemetry::builder()
+    ///     .sampler(TenantSampler::builder().floor(5).ratio(0.01).cap(600).build());
+    /// # let _ = builder;
+    /// ```
+    pub fn sampler(mut self, sampler: TenantSampler) -> Self {
+        self.sampler = Some(sampler);
         self
     }
 
@@ -285,6 +304,15 @@ impl TelemetryBuilder {
         if let Some(build) = given {
             pipelines.spans = Some(build());
         }
+        // The sampler reads tiers from the registry, which is built after the providers.
+        let registry_cell = Arc::new(std::sync::OnceLock::<TenantRegistry>::new());
+        if let Some(sampler) = &self.sampler {
+            let cell = Arc::clone(&registry_cell);
+            let sampler = sampler
+                .clone()
+                .with_tiers(Arc::new(move |id: &str| cell.get()?.tier_of(id)));
+            pipelines.tracer = pipelines.tracer.with_sampler(sampler);
+        }
         #[cfg(feature = "prometheus")]
         let (pipelines, prometheus) = with_prometheus(pipelines)?;
 
@@ -300,6 +328,7 @@ impl TelemetryBuilder {
         let meter_provider = pipelines.meter.build();
         let logger_provider = pipelines.logger.build();
         let registry = registry.meter_provider(&meter_provider).build();
+        let _ = registry_cell.set(registry.clone());
 
         if self.set_globals {
             opentelemetry::global::set_tracer_provider(tracer_provider.clone());

@@ -10,12 +10,13 @@ use opentelemetry::Context;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use tower_layer::Layer;
 
+use super::edge::{captured, Captured, Trust};
 use super::service::TenantService;
 use crate::instruments::scope;
 use crate::propagation::{starting_server_span, W3c};
 use crate::protect::Protection;
 use crate::registry::TenantRegistry;
-use crate::tenant::TenantSource;
+use crate::tenant::{RequestHead, TenantSource};
 
 /// What the layer does with a request whose tenant is missing or invalid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -73,6 +74,9 @@ pub(super) struct Config {
     pub(super) protection: Option<Protection>,
     pub(super) json_errors: bool,
     pub(super) tenant_in_extensions: bool,
+    pub(super) trust: Trust,
+    pub(super) capture_request: Option<Arc<[Captured]>>,
+    pub(super) capture_response: Option<Arc<[Captured]>>,
 }
 
 /// The tracer spans are started with: the SDK's own when a provider was given, which saves a
@@ -163,6 +167,10 @@ pub struct TenantLayerBuilder {
     protection: Option<Protection>,
     json_errors: bool,
     tenant_in_extensions: bool,
+    trust: Option<Trust>,
+    capture_request: Option<Vec<String>>,
+    capture_response: Option<Vec<String>>,
+    sensitive: Vec<String>,
 }
 
 impl TenantLayerBuilder {
@@ -258,6 +266,71 @@ impl TenantLayerBuilder {
         self
     }
 
+    /// A public endpoint: no caller's trace context is believed. A `traceparent` from the
+    /// caller starts a new trace whose server span links to the caller's span (so the two can
+    /// still be found together) instead of becoming its child; its sampled flag is ignored;
+    /// its `baggage` is dropped before the handler and downstream calls see it (only the
+    /// validated tenant is put in). Internal services keep the default: every caller trusted.
+    pub fn untrusted_trace_context(mut self) -> Self {
+        self.trust = Some(Trust::None);
+        self
+    }
+
+    /// Believes the trace context of the callers `trusted` accepts (say, requests from inside
+    /// the network, or carrying a gateway's header), and treats the others as
+    /// [`untrusted_trace_context`](Self::untrusted_trace_context) does.
+    ///
+    /// ```
+    /// use tenant_otel::TenantLayer;
+    ///
+    /// let layer = TenantLayer::builder()
+    ///     .trust_trace_context_if(|head| head.headers.contains_key("x-internal-gateway"))
+    ///     .build();
+    /// # let _ = layer;
+    /// ```
+    pub fn trust_trace_context_if<F>(mut self, trusted: F) -> Self
+    where
+        F: for<'a> Fn(&RequestHead<'a>) -> bool + Send + Sync + 'static,
+    {
+        self.trust = Some(Trust::If(Arc::new(trusted)));
+        self
+    }
+
+    /// Request headers to put on the server span as `http.request.header.<name>` (default:
+    /// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST`, comma-separated).
+    /// `authorization`, `cookie`, `set-cookie`, `proxy-authorization` and the
+    /// [`sensitive_headers`](Self::sensitive_headers) are never captured.
+    pub fn capture_request_headers<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.capture_request = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Response headers to put on the server span as `http.response.header.<name>` (default:
+    /// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE`), with the same exclusions.
+    pub fn capture_response_headers<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.capture_response = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Headers never to capture, whatever the lists say (besides the credentials, which never
+    /// are): API keys, session tokens of your own.
+    pub fn sensitive_headers<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.sensitive.extend(names.into_iter().map(Into::into));
+        self
+    }
+
     /// Builds the layer.
     pub fn build(self) -> TenantLayer {
         let sources = if self.sources.is_empty() {
@@ -290,6 +363,19 @@ impl TenantLayerBuilder {
                 protection: self.protection,
                 json_errors: self.json_errors,
                 tenant_in_extensions: self.tenant_in_extensions,
+                trust: self.trust.unwrap_or(Trust::All),
+                capture_request: captured(
+                    self.capture_request.as_deref(),
+                    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST",
+                    "http.request.header.",
+                    &self.sensitive,
+                ),
+                capture_response: captured(
+                    self.capture_response.as_deref(),
+                    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE",
+                    "http.response.header.",
+                    &self.sensitive,
+                ),
             }),
         }
     }

@@ -85,6 +85,7 @@ where
                 match result {
                     Ok(res) => {
                         inflight.set_status(res.status());
+                        inflight.capture(res.headers());
                         inflight.observe_grpc_status(res.headers());
                         if inflight.has_no_body(res.status()) {
                             // The server drops such a body unread (and axum swaps a HEAD

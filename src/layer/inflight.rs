@@ -74,6 +74,8 @@ pub(super) struct Started {
     pub(super) start: Instant,
     /// A gRPC call, whose outcome is in `grpc-status` rather than the HTTP status.
     pub(super) grpc: Option<GrpcCall>,
+    /// Response headers to put on the span.
+    pub(super) capture_response: Option<Arc<[super::edge::Captured]>>,
 }
 
 /// What a gRPC call needs at its end.
@@ -149,6 +151,14 @@ impl InFlight {
             || status.is_informational()
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED
+    }
+
+    /// Puts the allowlisted response headers on the span.
+    pub(super) fn capture(&self, headers: &http::HeaderMap) {
+        if let Some(captured) = &self.req.capture_response {
+            let span = self.req.cx.span();
+            super::edge::header_attributes(captured, headers, |kv| span.set_attribute(kv));
+        }
     }
 
     pub(super) fn set_status(&mut self, status: StatusCode) {

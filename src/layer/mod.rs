@@ -5,6 +5,8 @@
 //! - `builder`: [`TenantLayer`], [`TenantLayerBuilder`], [`MissingTenant`] and the
 //!   configuration each request reads.
 //! - `service`: [`TenantService`], the per-request work.
+//! - `edge`: what is taken from the public: whose trace context is believed, which headers
+//!   are captured.
 //! - `span`: the server span and the handler's context.
 //! - `inflight`: the record of a request in flight, ended exactly once.
 //! - `future`, `body`: [`ResponseFuture`] and [`TenantBody`], which carry that record to the
@@ -16,6 +18,7 @@
 
 mod body;
 mod builder;
+mod edge;
 #[cfg(feature = "axum")]
 mod extract;
 mod future;

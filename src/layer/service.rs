@@ -6,12 +6,14 @@ use std::task::{Context as TaskContext, Poll};
 
 use http::{Request, Response, StatusCode};
 use opentelemetry::baggage::BaggageExt;
+use opentelemetry::trace::{Link, TraceContextExt};
 use opentelemetry::Context;
 use opentelemetry_http::HeaderExtractor;
 use tower_service::Service;
 
 use super::body::TenantBody;
 use super::builder::{Config, MissingTenant};
+use super::edge::Trust;
 use super::future::{Refusal, ResponseFuture};
 use super::inflight::{matched_route, GrpcCall, InFlight, Route, Started};
 use super::span::{grpc_span, handler_context, server_span, without_server_span, TenantAttributes};
@@ -114,13 +116,29 @@ where
         let start = config.registry.now();
 
         // The caller's context only: whatever is current on this thread is not this request's.
-        let parent = if config.standard_propagation {
+        let mut parent = if config.standard_propagation {
             extract_w3c(req.headers())
         } else {
             config
                 .propagator
                 .extract_with_context(&Context::new(), &HeaderExtractor(req.headers()))
         };
+        // A caller not trusted with its trace context: a new trace, linked to the caller's
+        // span, and none of its baggage (nor a tenant claimed in it).
+        let mut link = None;
+        if !matches!(config.trust, Trust::All) {
+            let head = RequestHead {
+                method: req.method(),
+                uri: req.uri(),
+                headers: req.headers(),
+                baggage: parent.baggage(),
+            };
+            if !config.trust.trusts(&head) {
+                let caller = parent.span().span_context().clone();
+                link = caller.is_valid().then(|| Link::with_context(caller));
+                parent = Context::new();
+            }
+        }
         let inbound = parent.baggage();
 
         let found = {
@@ -164,7 +182,7 @@ where
                 inbound,
                 decided_by,
             };
-            let builder = if grpc.is_some() {
+            let mut builder = if grpc.is_some() {
                 grpc_span(&req, span_name, tenant_attrs)
             } else {
                 server_span(
@@ -176,6 +194,9 @@ where
                     tenant_attrs,
                 )
             };
+            if let Some(link) = link {
+                builder.links = Some(vec![link]);
+            }
             config.tracer.start(builder, &parent, &handler_cx)
         };
 
@@ -198,6 +219,7 @@ where
             route,
             start,
             grpc,
+            capture_response: config.capture_response.clone(),
         });
 
         if let Some(rejection) = rejection {

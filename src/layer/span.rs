@@ -9,6 +9,7 @@ use opentelemetry::trace::{SpanBuilder, SpanKind, TraceContextExt};
 use opentelemetry::{Context, KeyValue, StringValue};
 
 use super::builder::Config;
+use super::edge::header_attributes;
 use crate::instruments::semconv;
 use crate::registry::Tenant;
 use crate::tenant::{claimed_in_baggage, truncate, TenantSource, TENANT_ID_KEY};
@@ -56,6 +57,9 @@ pub(super) fn server_span<B>(
         ));
     }
     tenant.add_to(&mut attributes);
+    if let Some(captured) = &config.capture_request {
+        header_attributes(captured, req.headers(), |kv| attributes.push(kv));
+    }
     SpanBuilder::from_name(name)
         .with_kind(SpanKind::Server)
         .with_attributes(attributes)

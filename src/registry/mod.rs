@@ -289,6 +289,25 @@ impl TenantRegistry {
         Ok(tenant)
     }
 
+    /// The tier `id` was registered with, if it is known and has one; never admits it.
+    ///
+    /// ```
+    /// use tenant_otel::{TenantInfo, TenantRegistry};
+    ///
+    /// let registry = TenantRegistry::builder().build();
+    /// registry.register_tenant("acme", TenantInfo::new("Acme", "premium", "eu"))?;
+    /// assert_eq!(registry.tier_of("acme").as_deref(), Some("premium"));
+    /// assert_eq!(registry.tier_of("globex"), None);
+    /// # Ok::<(), tenant_otel::RegisterError>(())
+    /// ```
+    pub fn tier_of(&self, id: &str) -> Option<String> {
+        self.inner
+            .tenants
+            .pin()
+            .get(id)
+            .and_then(|entry| entry.tier())
+    }
+
     /// The instruments outgoing calls record into.
     pub(crate) fn http_instruments(&self) -> &HttpInstruments {
         &self.inner.http

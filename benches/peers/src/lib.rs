@@ -73,11 +73,17 @@ pub enum Stack {
     /// The same call through `ClientLayer`: a CLIENT span, injected headers, and
     /// `http.client.request.duration`. The difference is the client layer's cost.
     TenantOtelCallingTraced,
+    /// [`Stack::TenantOtel`] with the per-tenant fair sampler (floor 5, ratio 1%, cap 600 a
+    /// minute): most requests past the floor are not traced.
+    TenantOtelFairSampled,
+    /// [`Stack::TenantOtel`] as a public endpoint: every caller's `traceparent` becomes a link
+    /// of a new trace, its baggage dropped.
+    TenantOtelPublic,
 }
 
 impl Stack {
     /// Every stack, in the order the tables list them.
-    pub const ALL: [Stack; 12] = [
+    pub const ALL: [Stack; 14] = [
         Stack::Bare,
         Stack::Noop,
         Stack::InstrumentationTowerMetrics,
@@ -90,6 +96,8 @@ impl Stack {
         Stack::TenantOtel,
         Stack::TenantOtelCalling,
         Stack::TenantOtelCallingTraced,
+        Stack::TenantOtelFairSampled,
+        Stack::TenantOtelPublic,
     ];
 
     /// The name in tables and on the command line.
@@ -107,6 +115,8 @@ impl Stack {
             Stack::TenantOtel => "tenant-otel",
             Stack::TenantOtelCalling => "tenant-otel-calling",
             Stack::TenantOtelCallingTraced => "tenant-otel-calling-traced",
+            Stack::TenantOtelFairSampled => "tenant-otel-fair-sampled",
+            Stack::TenantOtelPublic => "tenant-otel-public",
         }
     }
 
@@ -131,6 +141,8 @@ impl Stack {
             Stack::TenantOtelCallingTraced => {
                 "tenant-otel, the handler calling it through `ClientLayer`"
             }
+            Stack::TenantOtelFairSampled => "tenant-otel, fair sampler (floor 5, 1%, cap 600)",
+            Stack::TenantOtelPublic => "tenant-otel, public endpoint (caller's trace as a link)",
         }
     }
 }
@@ -187,8 +199,20 @@ pub fn setup(stack: Stack, tenants: usize) -> Setup {
             | Stack::TenantOtelMetrics
             | Stack::TenantOtelCalling
             | Stack::TenantOtelCallingTraced
+            | Stack::TenantOtelFairSampled
+            | Stack::TenantOtelPublic
     ) {
-        let telemetry = Telemetry::builder()
+        let mut builder = Telemetry::builder();
+        if stack == Stack::TenantOtelFairSampled {
+            builder = builder.sampler(
+                tenant_otel::TenantSampler::builder()
+                    .floor(5)
+                    .ratio(0.01)
+                    .cap(600)
+                    .build(),
+            );
+        }
+        let telemetry = builder
             .service_name("bench")
             // Spans go to the batch processor and an exporter that discards, as the peers'
             // do. Metrics are aggregated for the OTLP reader, which exports (and fails, as
@@ -207,6 +231,9 @@ pub fn setup(stack: Stack, tenants: usize) -> Setup {
             Stack::TenantOtelCallingTraced => {
                 use tower::Layer as _;
                 calling(telemetry.client_layer().layer(downstream())).layer(telemetry.layer())
+            }
+            Stack::TenantOtelPublic => {
+                router().layer(telemetry.layer_builder().untrusted_trace_context().build())
             }
             _ => router().layer(telemetry.layer()),
         };
@@ -290,7 +317,9 @@ pub fn setup(stack: Stack, tenants: usize) -> Setup {
         | Stack::TenantOtel
         | Stack::TenantOtelMetrics
         | Stack::TenantOtelCalling
-        | Stack::TenantOtelCallingTraced => unreachable!("built above"),
+        | Stack::TenantOtelCallingTraced
+        | Stack::TenantOtelFairSampled
+        | Stack::TenantOtelPublic => unreachable!("built above"),
     };
     Setup {
         app,
