@@ -252,7 +252,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     // OTEL_SERVICE_NAME wins when set.
     let service_name = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "rag-service".into());
-    let telemetry = std::sync::Arc::new(Telemetry::builder().service_name(service_name).init()?);
+    let telemetry = std::sync::Arc::new(
+        Telemetry::builder()
+            .service_name(service_name)
+            .prometheus_endpoint()
+            .init()?,
+    );
     for (tenant, tier) in &args.tiers {
         telemetry
             .registry()
@@ -279,7 +284,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/health", get(|| async { "ok" }))
         .with_state(app)
         .merge(tenant_otel::prometheus_router(
-            telemetry.prometheus_registry().clone(),
+            telemetry
+                .prometheus_registry()
+                .expect("asked for with prometheus_endpoint()")
+                .clone(),
         ));
 
     let listener = tokio::net::TcpListener::bind(&args.addr).await?;

@@ -237,7 +237,7 @@ async fn exported_instruments_match_the_contract_table() {
     let inflight = registry.start_query("acme").unwrap();
 
     // The Prometheus scrape of the same providers.
-    let scrape = tenant_otel::prometheus_router(p.telemetry.prometheus_registry().clone())
+    let scrape = tenant_otel::prometheus_router(p.telemetry.prometheus_registry().unwrap().clone())
         .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
         .await
         .unwrap();

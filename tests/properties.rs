@@ -213,3 +213,87 @@ proptest! {
         }
     }
 }
+
+/// Whatever a client puts in the path, the host or the query string, and however malformed
+/// its `traceparent`, the layer answers 200 with a valid id or a clear 400, and never panics.
+#[test]
+fn any_path_host_query_and_traceparent_gets_a_valid_id_or_a_clear_400() {
+    use tenant_otel::TenantSource;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let registry = TenantRegistry::builder().max_tenants(CAP).build();
+    let echo = || {
+        tower::service_fn(|_req: Request<Body>| async {
+            let id = Tenant::current()
+                .map(|t| t.id().to_string())
+                .unwrap_or_default();
+            Ok::<_, std::convert::Infallible>(http::Response::new(Body::from(id)))
+        })
+    };
+    let layers = [
+        TenantSource::path_segment(1),
+        TenantSource::subdomain_of("example.com"),
+        TenantSource::query("tenant"),
+    ]
+    .map(|source| {
+        tower::Layer::layer(
+            &TenantLayer::builder()
+                .registry(registry.clone())
+                .source(source)
+                .build(),
+            echo(),
+        )
+    });
+    let strategy = (
+        0..3usize,
+        "[ -~]{0,80}",
+        prop_oneof![
+            Just(String::new()),
+            "[ -~]{0,70}",
+            "00-[0-9a-f]{32}-[0-9a-f]{16}-0[0-3]"
+        ],
+    );
+    let mut runner = TestRunner::new(config());
+    runner
+        .run(&strategy, |(which, text, traceparent)| {
+            let uri = match which {
+                0 => format!("/t/{text}/x"),
+                1 => "/".to_owned(),
+                _ => format!("/?tenant={text}"),
+            };
+            let Ok(mut req) = Request::get(uri).body(Body::empty()) else {
+                return Ok(());
+            };
+            if which == 1 {
+                match HeaderValue::from_str(&format!("{text}.example.com")) {
+                    Ok(host) => req.headers_mut().insert("host", host),
+                    Err(_) => return Ok(()),
+                };
+            }
+            if let Ok(tp) = HeaderValue::from_str(&traceparent) {
+                req.headers_mut().insert("traceparent", tp);
+            }
+            let (status, body) = rt.block_on(async {
+                let res = layers[which].clone().oneshot(req).await.unwrap();
+                let status = res.status();
+                let bytes = res.into_body().collect().await.unwrap().to_bytes();
+                (status, String::from_utf8_lossy(&bytes).into_owned())
+            });
+            match status {
+                StatusCode::OK => prop_assert!(is_valid_id(body.as_bytes()), "{:?}", body),
+                StatusCode::BAD_REQUEST => prop_assert!(
+                    body.starts_with("missing tenant id")
+                        || body.starts_with("invalid tenant id")
+                        || body.starts_with("ambiguous tenant id"),
+                    "{:?}",
+                    body
+                ),
+                other => prop_assert!(false, "{other}: {body:?}"),
+            }
+            prop_assert!(registry.len() <= CAP);
+            Ok(())
+        })
+        .unwrap();
+}

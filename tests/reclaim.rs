@@ -153,3 +153,82 @@ fn without_reclaiming_a_slot_is_kept_for_good() {
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(request(&registry, "b"), "__overflow__");
 }
+
+/// Tenants that churn faster than metrics are exported: a slot given back within an export
+/// interval must not be reused in it, or one export carries many times the cap.
+#[test]
+fn churned_tenants_never_exceed_the_cap_in_one_export_interval() {
+    let clock = tenant_otel::Clock::manual();
+    let exporter = InMemoryMetricExporterBuilder::new()
+        .with_temporality(Temporality::Delta)
+        .build();
+    let provider = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(exporter.clone()).build())
+        .build();
+    let registry = TenantRegistry::builder()
+        .max_tenants(100)
+        .meter_provider(&provider)
+        .clock(clock.clone())
+        .reclaim_idle_after(Duration::from_secs(1))
+        .build();
+    // A first collection, as a periodic reader makes soon after start.
+    exported_tenants(&provider, &exporter);
+
+    let mut next = 0;
+    let mut admitted_per_interval = Vec::new();
+    for _interval in 0..5 {
+        // Within one export interval, 20 waves of 100 new tenants, each idle long enough to be
+        // reclaimed by the next wave.
+        for _wave in 0..20 {
+            clock.advance(Duration::from_secs(2));
+            for _ in 0..100 {
+                request(&registry, &format!("t{next}"));
+                next += 1;
+            }
+        }
+        let (durations, active) = exported_tenants(&provider, &exporter);
+        let own: BTreeSet<_> = durations
+            .iter()
+            .filter(|t| !t.starts_with("__"))
+            .cloned()
+            .collect();
+        assert!(own.len() <= 100, "{} tenants in one export", own.len());
+        assert!(durations.len() <= 102 && active.len() <= 102);
+        admitted_per_interval.push(own.len());
+        assert!(registry.len() <= 100);
+    }
+    // Reclaim still works: each interval after the first admits a full cap of newcomers.
+    assert!(
+        admitted_per_interval.iter().all(|&n| n == 100),
+        "{admitted_per_interval:?}"
+    );
+}
+
+#[test]
+fn a_prometheus_endpoint_is_kept_only_when_asked_and_never_with_reclaim() {
+    let plain = tenant_otel::Telemetry::builder()
+        .without_tracing_subscriber()
+        .without_globals()
+        .without_alert_task()
+        .init()
+        .unwrap();
+    assert!(plain.prometheus_registry().is_none());
+    let asked = tenant_otel::Telemetry::builder()
+        .prometheus_endpoint()
+        .without_tracing_subscriber()
+        .without_globals()
+        .without_alert_task()
+        .init()
+        .unwrap();
+    assert!(asked.prometheus_registry().is_some());
+    let conflict = tenant_otel::Telemetry::builder()
+        .prometheus_endpoint()
+        .reclaim_idle_tenants_after(Duration::from_secs(60))
+        .without_tracing_subscriber()
+        .without_globals()
+        .without_alert_task()
+        .init()
+        .unwrap_err();
+    assert!(matches!(conflict, tenant_otel::InitError::Conflict(_)));
+    assert!(conflict.to_string().contains("Prometheus"), "{conflict}");
+}

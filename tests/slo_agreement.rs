@@ -84,6 +84,7 @@ fn in_process_burn_rates_agree_with_the_prometheus_rules() {
     let clock = Clock::manual();
     let telemetry = Telemetry::builder()
         .clock(clock.clone())
+        .prometheus_endpoint()
         .without_tracing_subscriber()
         .without_globals()
         .without_alert_task()
@@ -110,7 +111,7 @@ fn in_process_burn_rates_agree_with_the_prometheus_rules() {
             ))
         }));
     let scrape = || {
-        let res = tenant_otel::prometheus_response(telemetry.prometheus_registry());
+        let res = tenant_otel::prometheus_response(telemetry.prometheus_registry().unwrap());
         let body = res.into_body();
         let bytes = http_body_util::BodyExt::collect(body)
             .now_or_never()

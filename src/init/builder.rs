@@ -48,6 +48,7 @@ pub struct TelemetryBuilder {
     alert_interval: Option<Duration>,
     span_exporter: Option<SpanExporterSlot>,
     sampler: Option<TenantSampler>,
+    prometheus: bool,
 }
 
 /// A span exporter given to the builder, made into its batch processor by the first `init()`.
@@ -80,6 +81,7 @@ impl Default for TelemetryBuilder {
             alert_interval: Some(DEFAULT_EVALUATION_INTERVAL),
             span_exporter: None,
             sampler: None,
+            prometheus: false,
         }
     }
 }
@@ -136,6 +138,19 @@ impl TelemetryBuilder {
     /// ```
     pub fn sampler(mut self, sampler: TenantSampler) -> Self {
         self.sampler = Some(sampler);
+        self
+    }
+
+    /// Keeps metrics for a Prometheus pull endpoint too
+    /// ([`Telemetry::prometheus_registry`], [`prometheus_router`](crate::prometheus_router)).
+    /// Off unless asked: a reader nobody scrapes only costs memory. Prometheus needs cumulative
+    /// series, which are never forgotten, so it cannot be combined with
+    /// [`reclaim_idle_tenants_after`](Self::reclaim_idle_tenants_after) (`init` says so);
+    /// where tenants churn, scrape the collector's Prometheus exporter instead, which expires
+    /// idle series.
+    #[cfg(feature = "prometheus")]
+    pub fn prometheus_endpoint(mut self) -> Self {
+        self.prometheus = true;
         self
     }
 
@@ -314,7 +329,21 @@ impl TelemetryBuilder {
             pipelines.tracer = pipelines.tracer.with_sampler(sampler);
         }
         #[cfg(feature = "prometheus")]
-        let (pipelines, prometheus) = with_prometheus(pipelines)?;
+        let (pipelines, prometheus) = match self.prometheus {
+            true if self.registry.reclaims_idle() => {
+                return Err(InitError::Conflict(
+                    "a Prometheus pull endpoint keeps every tenant's series for good, so idle \
+                     tenants cannot be reclaimed under it: drop `prometheus_endpoint()` (scrape \
+                     the collector's Prometheus exporter, which expires idle series) or \
+                     `reclaim_idle_tenants_after`",
+                ))
+            }
+            true => {
+                let (p, registry) = with_prometheus(pipelines)?;
+                (p, Some(registry))
+            }
+            false => (pipelines, None),
+        };
 
         let tracer_provider = match pipelines.spans {
             Some(exporting) => pipelines

@@ -46,6 +46,10 @@ pub enum InitError {
     ExportRuntime(std::io::Error),
     /// The alert evaluation thread could not be started.
     AlertTask(std::io::Error),
+    /// Settings that cannot hold together, e.g. idle-tenant reclaim with a Prometheus pull
+    /// endpoint: a cumulative reader never forgets a tenant's series, so reclaiming slots would
+    /// let its output grow without bound.
+    Conflict(&'static str),
     /// An exporter could not be built (a malformed endpoint, say).
     Exporter {
         /// The signal whose exporter failed.
@@ -68,6 +72,7 @@ impl fmt::Display for InitError {
             ),
             InitError::ExportRuntime(_) => f.write_str("the export runtime could not start"),
             InitError::AlertTask(_) => f.write_str("the alert evaluation thread could not start"),
+            InitError::Conflict(why) => f.write_str(why),
             InitError::Exporter { signal, .. } => {
                 write!(f, "the {signal} exporter could not be built")
             }
@@ -80,7 +85,9 @@ impl Error for InitError {
         match self {
             InitError::ExportRuntime(e) | InitError::AlertTask(e) => Some(e),
             InitError::Exporter { source, .. } => Some(&**source),
-            InitError::UnsupportedProtocol(_) | InitError::MissingFeature { .. } => None,
+            InitError::UnsupportedProtocol(_)
+            | InitError::MissingFeature { .. }
+            | InitError::Conflict(_) => None,
         }
     }
 }

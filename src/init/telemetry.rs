@@ -37,7 +37,7 @@ pub struct Telemetry {
     pub(super) export_runtime: Mutex<ExportRuntime>,
     pub(super) shutdown_timeout: Duration,
     #[cfg(feature = "prometheus")]
-    pub(super) prometheus: prometheus::Registry,
+    pub(super) prometheus: Option<prometheus::Registry>,
     pub(super) shut_down: AtomicBool,
     pub(super) alerts: AlertEngine,
     /// Stopped at shutdown.
@@ -102,10 +102,11 @@ impl Telemetry {
         self.exporting
     }
 
-    /// The Prometheus registry behind the `/metrics` endpoint.
+    /// The Prometheus registry behind the `/metrics` endpoint, when
+    /// [`prometheus_endpoint`](crate::TelemetryBuilder::prometheus_endpoint) asked for one.
     #[cfg(feature = "prometheus")]
-    pub fn prometheus_registry(&self) -> &prometheus::Registry {
-        &self.prometheus
+    pub fn prometheus_registry(&self) -> Option<&prometheus::Registry> {
+        self.prometheus.as_ref()
     }
 
     /// A `tracing` layer that turns `tracing` spans (at `info` and above) into OpenTelemetry

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::entry::TenantEntry;
 use super::handle::Tenant;
+use super::reclaim::ReclaimClock;
 use super::{Inner, TenantRegistry};
 use crate::tenant::{is_reserved, InvalidTenantId, TenantId, UNKNOWN_TENANT};
 
@@ -132,7 +133,11 @@ impl Inner {
     /// Inserts after a slot was reserved; gives the slot back if another thread won the race.
     fn insert(&self, id: TenantId) -> Arc<TenantEntry> {
         let key = Arc::clone(id.shared());
-        let clock = self.reclaim_after.map(|_| (self.clock.clone(), self.epoch));
+        let clock = self.reclaim_after.map(|_| ReclaimClock {
+            clock: self.clock.clone(),
+            epoch: self.epoch,
+            collections: Arc::clone(&self.collections),
+        });
         let tenants = self.tenants.pin();
         match tenants.try_insert_with(key, || {
             let entry = TenantEntry::new(id, false, self.window, self.clock.now(), clock);

@@ -174,6 +174,11 @@ impl TenantRegistryBuilder {
         self.max_tenants.max(allowed)
     }
 
+    /// True when idle tenants are reclaimed.
+    pub(crate) fn reclaims_idle(&self) -> bool {
+        self.reclaim_after.is_some()
+    }
+
     /// Builds the registry.
     pub fn build(self) -> TenantRegistry {
         let meter = self
@@ -207,6 +212,8 @@ impl TenantRegistryBuilder {
             epoch,
             reclaim_after: self.reclaim_after,
             last_sweep_ms: AtomicU64::new(0),
+            collections: Arc::new(AtomicU64::new(0)),
+            pending_release: AtomicUsize::new(0),
             window: self.window,
             slo: self.slo.clone(),
             http: HttpInstruments::new(&meter),

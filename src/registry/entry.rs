@@ -12,12 +12,13 @@ use opentelemetry::metrics::{BoundGauge, BoundHistogram};
 use opentelemetry::{Context, KeyValue};
 
 use super::handle::InContext;
+use super::reclaim::ReclaimClock;
 use super::Hasher;
 use crate::classify::Failure;
 use crate::instruments::semconv::{self, METHOD_SLOTS};
 use crate::instruments::{HttpInstruments, QuerySeries};
 use crate::protect::{AsGuard, TenantGuard};
-use crate::stats::{Clock, Load, Slo, SloWindows, Stats};
+use crate::stats::{Load, Slo, SloWindows, Stats};
 use crate::tenant::{TenantId, TenantInfo, TENANT_ID_KEY};
 
 /// Distinct (method, route, status) series bound per tenant before falling back to unbound
@@ -60,7 +61,10 @@ pub(crate) struct TenantEntry {
     pub(super) state: AtomicU8,
     /// The registry's clock and epoch, when idle tenants are reclaimed (`touch` is free
     /// otherwise).
-    pub(super) clock: Option<(Clock, Instant)>,
+    pub(super) clock: Option<ReclaimClock>,
+    /// The registry's collection count when the tenant was last active: a tenant retired
+    /// before a collection has passed may still be in the current export interval.
+    pub(super) seen_collection: AtomicU64,
     /// A context holding baggage `tenant.id`, the base of every request's context.
     context: Context,
     /// The W3C `baggage` header of that context, for outgoing calls.
@@ -130,7 +134,7 @@ impl TenantEntry {
         overflow: bool,
         window: Duration,
         now: Instant,
-        clock: Option<(Clock, Instant)>,
+        clock: Option<ReclaimClock>,
     ) -> Arc<Self> {
         Arc::new_cyclic(|this| TenantEntry {
             kv: id.to_key_value(),
@@ -159,6 +163,7 @@ impl TenantEntry {
             last_seen_ms: AtomicU64::new(0),
             state: AtomicU8::new(super::reclaim::LIVE),
             clock,
+            seen_collection: AtomicU64::new(0),
         })
     }
 

@@ -108,6 +108,11 @@ struct Inner {
     /// When the last sweep for idle tenants ran (ms since `epoch`): sweeps are rate-limited so
     /// a flood of new ids past the cap does not scan the map on every request.
     last_sweep_ms: AtomicU64,
+    /// Metric collections so far (by any reader).
+    collections: Arc<AtomicU64>,
+    /// Slots of tenants retired while still in the current export interval: given back at the
+    /// next collection, so no interval carries more tenants than the cap.
+    pending_release: AtomicUsize,
     window: Duration,
     slo: SloPolicy,
     http: HttpInstruments,

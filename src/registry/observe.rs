@@ -47,6 +47,8 @@ impl Inner {
 
 impl Observe for Inner {
     fn active_requests(&self, report: Report<'_, i64>) {
+        // Called once per collection: the export interval it closes is over.
+        self.collected();
         self.for_each_entry(|e| e.observe_active_requests(&mut *report));
     }
 

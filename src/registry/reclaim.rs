@@ -6,11 +6,21 @@
 //! state change that registration races against, so a registered tenant is never swept out from
 //! under it.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::entry::TenantEntry;
 use super::Inner;
+use crate::stats::Clock;
+
+/// What an entry needs to note its activity when idle tenants are reclaimed.
+#[derive(Debug)]
+pub(crate) struct ReclaimClock {
+    pub(crate) clock: Clock,
+    pub(crate) epoch: Instant,
+    pub(crate) collections: Arc<AtomicU64>,
+}
 
 pub(crate) const LIVE: u8 = 0;
 pub(crate) const PINNED: u8 = 1;
@@ -19,7 +29,14 @@ pub(crate) const RETIRED: u8 = 2;
 impl TenantEntry {
     /// Notes that the tenant was active now; free when idle tenants are not reclaimed.
     pub(crate) fn touch(&self) {
-        if let Some((clock, epoch)) = &self.clock {
+        if let Some(ReclaimClock {
+            clock,
+            epoch,
+            collections,
+        }) = &self.clock
+        {
+            self.seen_collection
+                .store(collections.load(Ordering::Relaxed), Ordering::Relaxed);
             let elapsed = clock.now().saturating_duration_since(*epoch);
             let now = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
             // Sequentially consistent with the sweep's state change and second read (see
@@ -82,8 +99,32 @@ impl Inner {
 
     /// Removes an entry a sweep retired but could not take out, giving its slot back.
     pub(super) fn drop_retired(&self, id: &str) {
-        if let Ok(Some(_)) = self.tenants.pin().remove_if(id, |_, e| e.is_retired()) {
+        if let Ok(Some((_, entry))) = self.tenants.pin().remove_if(id, |_, e| e.is_retired()) {
+            self.release(entry);
+        }
+    }
+
+    /// Gives a removed tenant's slot back: now if it recorded nothing since the last metric
+    /// collection, else at the next one. Reusing the slot at once would let one export
+    /// interval carry the retired tenant's series and its successor's: under churn, many
+    /// times the cap in one export.
+    fn release(&self, entry: &TenantEntry) {
+        let collections = self.collections.load(Ordering::Acquire);
+        // No reader has ever collected: there is no interval to keep within the cap.
+        if collections == 0 || entry.seen_collection.load(Ordering::Relaxed) < collections {
             self.admitted.fetch_sub(1, Ordering::AcqRel);
+        } else {
+            self.pending_release.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// A metric collection is under way: the slots held back for the interval it closes are
+    /// free again.
+    pub(super) fn collected(&self) {
+        self.collections.fetch_add(1, Ordering::AcqRel);
+        let pending = self.pending_release.swap(0, Ordering::AcqRel);
+        if pending > 0 {
+            self.admitted.fetch_sub(pending, Ordering::AcqRel);
         }
     }
 
@@ -117,10 +158,10 @@ impl Inner {
             // Checked again as it is removed: a request may have arrived meanwhile.
             // The map may run the check more than once (when it races a resize): a retired entry
             // must still read as removable the second time.
-            if let Ok(Some(_)) = tenants.remove_if(&*key, |_, e| {
+            if let Ok(Some((_, entry))) = tenants.remove_if(&*key, |_, e| {
                 e.is_retired() || e.retire_if_idle(now, idle_ms)
             }) {
-                self.admitted.fetch_sub(1, Ordering::AcqRel);
+                self.release(entry);
                 freed = true;
             }
         }

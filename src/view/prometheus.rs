@@ -17,11 +17,13 @@ use axum::Router;
 /// use tower::ServiceExt;
 ///
 /// let telemetry = tenant_otel::Telemetry::builder()
+///     .prometheus_endpoint()
 ///     .without_tracing_subscriber()
 ///     .without_globals()
 ///     .init()?;
 /// telemetry.registry().update_quota_usage("finance-team", "queries", 75.0)?;
-/// let app = tenant_otel::prometheus_router(telemetry.prometheus_registry().clone());
+/// let registry = telemetry.prometheus_registry().expect("asked for");
+/// let app = tenant_otel::prometheus_router(registry.clone());
 /// let response = app
 ///     .oneshot(http::Request::get("/metrics").body(axum::body::Body::empty())?)
 ///     .await?;

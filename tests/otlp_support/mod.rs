@@ -28,6 +28,8 @@ pub async fn pipeline(max_tenants: usize) -> Pipeline {
         .without_globals()
         .max_tenants(max_tenants)
         .metric_export_interval(Duration::from_secs(3600))
+        // The contract covers the Prometheus names too.
+        .prometheus_endpoint()
         .init()
         .expect("telemetry initialises");
     Pipeline { server, telemetry }
