@@ -194,3 +194,55 @@ async fn the_span_says_which_source_decided_the_tenant() {
         );
     }
 }
+
+/// Spans the batch queue drops under load are counted where an operator looks: in
+/// `otel.sdk.processor.span.processed{error.type="queue_full"}`.
+#[tokio::test]
+async fn spans_dropped_by_a_full_queue_are_counted() {
+    use opentelemetry::trace::{Span, Tracer, TracerProvider};
+    use opentelemetry_sdk::error::OTelSdkResult;
+    use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+
+    /// An exporter as slow as a collector that is struggling.
+    #[derive(Debug)]
+    struct Slow;
+    impl SpanExporter for Slow {
+        async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            Ok(())
+        }
+    }
+
+    let telemetry = tenant_otel::Telemetry::builder()
+        .span_exporter(Slow)
+        .prometheus_endpoint()
+        .without_tracing_subscriber()
+        .without_globals()
+        .without_alert_task()
+        .init()
+        .unwrap();
+    let tracer = telemetry.tracer_provider().tracer("load");
+    for _ in 0..20_000 {
+        tracer.start("work").end();
+    }
+    let text = tenant_otel::prometheus_response(telemetry.prometheus_registry().unwrap());
+    let body = text.into_body();
+    let body = http_body_util::BodyExt::collect(body)
+        .await
+        .unwrap()
+        .to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    let value = |needle: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with("otel_sdk_processor_span_processed") && l.contains(needle))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {needle} line in\n{text}"))
+    };
+    let dropped = value("error_type=\"queue_full\"");
+    // 20,000 spans, a queue of 2048 and an exporter that takes a batch of 512 every 200 ms:
+    // most were dropped, and the count says so.
+    assert!(dropped > 10_000.0, "dropped {dropped}\n{text}");
+    assert!(dropped <= 20_000.0 - 2048.0);
+    let _ = telemetry.shutdown();
+}

@@ -13,6 +13,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer as _;
 
+use super::drops::{self, Counted, CountingExporter, SpanCounts};
 use super::error::InitError;
 #[cfg(feature = "prometheus")]
 use super::error::Signal;
@@ -55,7 +56,7 @@ pub struct TelemetryBuilder {
 #[derive(Clone)]
 struct SpanExporterSlot(Arc<Mutex<Option<MakeProcessor>>>);
 
-type MakeProcessor = Box<dyn FnOnce() -> BatchSpanProcessor + Send>;
+type MakeProcessor = Box<dyn FnOnce(Arc<SpanCounts>) -> BatchSpanProcessor + Send>;
 
 impl std::fmt::Debug for SpanExporterSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -118,7 +119,13 @@ impl TelemetryBuilder {
     /// # drop(telemetry);
     /// ```
     pub fn span_exporter<E: SpanExporter + 'static>(mut self, exporter: E) -> Self {
-        let build = move || BatchSpanProcessor::builder(exporter).build();
+        let build = move |counts| {
+            BatchSpanProcessor::builder(CountingExporter {
+                inner: exporter,
+                counts,
+            })
+            .build()
+        };
         self.span_exporter = Some(SpanExporterSlot(Arc::new(Mutex::new(Some(Box::new(
             build,
         ))))));
@@ -298,6 +305,7 @@ impl TelemetryBuilder {
         let pipelines = Pipelines {
             tracer: SdkTracerProvider::builder().with_resource(resource.clone()),
             spans: None,
+            span_counts: Arc::default(),
             logger: SdkLoggerProvider::builder()
                 .with_resource(resource.clone())
                 .with_log_processor(TenantLogProcessor::new()),
@@ -317,7 +325,7 @@ impl TelemetryBuilder {
             slot.take()
         });
         if let Some(build) = given {
-            pipelines.spans = Some(build());
+            pipelines.spans = Some(build(Arc::clone(&pipelines.span_counts)));
         }
         // The sampler reads tiers from the registry, which is built after the providers.
         let registry_cell = Arc::new(std::sync::OnceLock::<TenantRegistry>::new());
@@ -345,10 +353,17 @@ impl TelemetryBuilder {
             false => (pipelines, None),
         };
 
+        let span_counts = pipelines
+            .spans
+            .is_some()
+            .then(|| Arc::clone(&pipelines.span_counts));
         let tracer_provider = match pipelines.spans {
             Some(exporting) => pipelines
                 .tracer
-                .with_span_processor(TenantSpanProcessor::wrap(exporting)),
+                .with_span_processor(TenantSpanProcessor::wrap(Counted {
+                    inner: exporting,
+                    counts: Arc::clone(&pipelines.span_counts),
+                })),
             None => pipelines
                 .tracer
                 .with_span_processor(TenantSpanProcessor::new()),
@@ -358,6 +373,15 @@ impl TelemetryBuilder {
         let logger_provider = pipelines.logger.build();
         let registry = registry.meter_provider(&meter_provider).build();
         let _ = registry_cell.set(registry.clone());
+        let span_drops = span_counts.map(|counts| {
+            drops::observe(
+                &opentelemetry::metrics::MeterProvider::meter_with_scope(
+                    &meter_provider,
+                    crate::instruments::scope(),
+                ),
+                counts,
+            )
+        });
 
         if self.set_globals {
             opentelemetry::global::set_tracer_provider(tracer_provider.clone());
@@ -383,6 +407,7 @@ impl TelemetryBuilder {
             #[cfg(feature = "prometheus")]
             prometheus,
             shut_down: AtomicBool::new(false),
+            _span_drops: span_drops,
         };
 
         if self.install_subscriber {

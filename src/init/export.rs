@@ -48,6 +48,8 @@ pub(super) struct Pipelines {
     /// The exporting span processor, which the tenant processor wraps: one processor per
     /// provider spares the SDK a copy of every span.
     pub(super) spans: Option<BatchSpanProcessor>,
+    /// Spans handed to that processor and reaching its exporter, to tell its drops.
+    pub(super) span_counts: std::sync::Arc<super::drops::SpanCounts>,
     pub(super) logger: LoggerProviderBuilder,
     pub(super) meter: MeterProviderBuilder,
 }
@@ -147,7 +149,11 @@ impl ExportTarget {
             #[cfg(feature = "otlp-grpc")]
             let _entered = runtime.0.as_ref().map(|rt| rt.enter());
             if self.traces {
-                p.spans = Some(BatchSpanProcessor::builder(self.spans()?).build());
+                let exporter = super::drops::CountingExporter {
+                    inner: self.spans()?,
+                    counts: std::sync::Arc::clone(&p.span_counts),
+                };
+                p.spans = Some(BatchSpanProcessor::builder(exporter).build());
             }
             if self.logs {
                 p.logger = p.logger.with_batch_exporter(self.logs()?);

@@ -5,10 +5,12 @@
 //!
 //! - [`init`] and [`TelemetryBuilder`]: the settings and the assembly.
 //! - `export`: the OTLP target ([`Protocol`]), exporters and their runtime.
+//! - `drops`: the spans the batch queue dropped, counted and exported.
 //! - [`Telemetry`]: the guard, the layer and registry wired to it.
 //! - [`InitError`], [`ShutdownError`]: what can go wrong, by [`Signal`].
 
 mod builder;
+mod drops;
 mod error;
 mod export;
 mod quiet;

@@ -38,6 +38,8 @@ pub struct Telemetry {
     pub(super) shutdown_timeout: Duration,
     #[cfg(feature = "prometheus")]
     pub(super) prometheus: Option<prometheus::Registry>,
+    /// Reports the spans the batch queue dropped, while the providers live.
+    pub(super) _span_drops: Option<opentelemetry::metrics::ObservableCounter<u64>>,
     pub(super) shut_down: AtomicBool,
     pub(super) alerts: AlertEngine,
     /// Stopped at shutdown.
