@@ -159,6 +159,14 @@ const CONTRACT: &[Row] = &[
         optional: &[],
         prometheus: &["tenant_cardinality_overflow_total"],
     },
+    Row {
+        name: "otel.sdk.processor.span.processed",
+        kind: Kind::Counter,
+        unit: "{span}",
+        required: &["otel.component.type"],
+        optional: &["error.type"],
+        prometheus: &["otel_sdk_processor_span_processed_total"],
+    },
 ];
 
 fn kind_of(metric: &Metric) -> Option<Kind> {

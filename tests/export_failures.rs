@@ -239,3 +239,111 @@ async fn shutdown_ends_within_its_timeout_against_a_black_hole() {
         task.abort();
     }
 }
+
+/// A TCP relay in front of a collector that can be switched off (connections refused) and on
+/// again, as a collector restarting behind a fixed address.
+struct Relay {
+    endpoint: String,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    async fn start(target: std::net::SocketAddr) -> Relay {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let up = std::sync::Arc::new(AtomicBool::new(false));
+        let gate = std::sync::Arc::clone(&up);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !gate.load(Ordering::SeqCst) {
+                    // Down: the connection is closed at once, as by a crashed collector.
+                    drop(inbound);
+                    continue;
+                }
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Relay { endpoint, up }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The collector is down when the service starts and comes back later: requests are served
+/// throughout, and spans made after it is back arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_resumes_when_the_collector_comes_back() {
+    let mut collector = fake_opentelemetry_collector::FakeCollectorServer::start()
+        .await
+        .unwrap();
+    let relay = Relay::start(collector.address()).await;
+    let telemetry = Telemetry::builder()
+        .otlp_endpoint(relay.endpoint.clone())
+        .protocol(Protocol::Grpc)
+        .export_timeout(Duration::from_millis(500))
+        .shutdown_timeout(Duration::from_secs(5))
+        .without_tracing_subscriber()
+        .without_globals()
+        .without_alert_task()
+        .init()
+        .unwrap();
+    let app = Router::new()
+        .route("/work", get(|| async { "done" }))
+        .layer(telemetry.layer());
+    let serve = |tenant: &'static str| {
+        let app = app.clone();
+        async move {
+            let req = Request::get("/work")
+                .header("x-tenant-id", tenant)
+                .body(Body::empty())
+                .unwrap();
+            let res = app.oneshot(req).await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            res.into_body().collect().await.unwrap();
+        }
+    };
+    for _ in 0..20 {
+        serve("while-down").await;
+    }
+    // The batch goes out and fails against the dead address.
+    let provider = telemetry.tracer_provider().clone();
+    let _ = tokio::task::spawn_blocking(move || provider.force_flush())
+        .await
+        .unwrap();
+
+    relay.set_up(true);
+    for _ in 0..20 {
+        serve("after-restart").await;
+    }
+    let provider = telemetry.tracer_provider().clone();
+    let flushed = tokio::task::spawn_blocking(move || provider.force_flush())
+        .await
+        .unwrap();
+    assert!(flushed.is_ok(), "{flushed:?}");
+    let spans = collector.exported_spans(20, Duration::from_secs(10)).await;
+    let after = spans
+        .iter()
+        .filter(|s| {
+            s.attributes
+                .get("tenant.id")
+                .is_some_and(|v| v.contains("after-restart"))
+        })
+        .count();
+    assert_eq!(after, 20, "{} spans arrived", spans.len());
+    assert_eq!(
+        telemetry
+            .registry()
+            .request_stats("while-down")
+            .unwrap()
+            .total,
+        20
+    );
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+}

@@ -246,3 +246,40 @@ async fn spans_dropped_by_a_full_queue_are_counted() {
     assert!(dropped <= 20_000.0 - 2048.0);
     let _ = telemetry.shutdown();
 }
+
+/// A scanner probing made-up paths, each naming a new tenant, must not use the cap up: once the
+/// router has matched a route, a new tenant on a request no route matches takes no slot.
+#[tokio::test]
+async fn unrouted_requests_take_no_slot_of_the_cap() {
+    use axum::routing::get;
+    let registry = TenantRegistry::builder().max_tenants(5).build();
+    let app = axum::Router::new()
+        .route("/t/{tenant}/hello", get(|| async { "hello" }))
+        .layer(
+            TenantLayer::builder()
+                .registry(registry.clone())
+                .source(TenantSource::path_segment(1))
+                .build(),
+        );
+    let get = |path: String| {
+        let app = app.clone();
+        async move {
+            let req = http::Request::get(path)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            app.oneshot(req).await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(get("/t/acme/hello".into()).await, 200);
+    for i in 0..500 {
+        assert_eq!(get(format!("/t/scan{i}/wp-admin.php")).await, 404);
+    }
+    assert_eq!(registry.len(), 1, "the scan took no slot");
+    // A known tenant's 404 is still its own; a real newcomer on a real route is admitted.
+    assert_eq!(get("/t/acme/missing".into()).await, 404);
+    assert_eq!(registry.request_stats("acme").unwrap().total, 2);
+    assert_eq!(get("/t/globex/hello".into()).await, 200);
+    assert_eq!(registry.len(), 2);
+    assert!(registry.request_stats("scan7").is_none());
+    assert_eq!(registry.overflowed_requests(), 0);
+}

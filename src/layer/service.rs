@@ -141,6 +141,10 @@ where
         }
         let inbound = parent.baggage();
 
+        // Once the router has shown it names its routes, a request that matches none goes to
+        // its fallback: a new tenant found there takes no slot of the cap.
+        let grpc = is_grpc(&req);
+        let unrouted = !grpc && config.registry.routes_known() && matched_route(&req).is_none();
         let found = {
             let head = RequestHead {
                 method: req.method(),
@@ -148,7 +152,7 @@ where
                 headers: req.headers(),
                 baggage: inbound,
             };
-            find_tenant(config, &head)
+            find_tenant(config, &head, unrouted)
         };
         // Which source decided: only for a tenant found, never for a refusal.
         let (tenant, rejection, decided_by) = match found {
@@ -158,7 +162,6 @@ where
         let rejection = rejection.filter(|_| config.missing == MissingTenant::Reject);
 
         let method = semconv::method_index(req.method());
-        let grpc = is_grpc(&req);
         // One lookup serves the span's name, its shared `http.route` string (or gRPC method)
         // and the metrics' series key.
         let (route, span_name, grpc) = if grpc {
@@ -269,6 +272,7 @@ where
 fn find_tenant<'c>(
     config: &'c Config,
     head: &RequestHead<'_>,
+    unrouted: bool,
 ) -> Result<(Tenant, &'c TenantSource), Rejection> {
     for source in &config.sources {
         let found = source
@@ -276,6 +280,7 @@ fn find_tenant<'c>(
             .map_err(|Ambiguous| Rejection::Ambiguous(source.describe()))?;
         if let Some(raw) = found {
             return match validate_client_id(&raw) {
+                Ok(id) if unrouted => Ok((config.registry.lookup_unrouted(id), source)),
                 Ok(id) => Ok((config.registry.lookup(id, Count::Request), source)),
                 Err(e) => Err(Rejection::Invalid(source.describe(), e)),
             };

@@ -85,6 +85,20 @@ impl TenantRegistry {
         Tenant::sharing(TenantId::from_validated(id), &inner.overflow)
     }
 
+    /// Looks `id` up for a request no route matched: a known tenant is itself, an unknown one is
+    /// recorded under `__unknown__` (keeping its id on spans) and takes no slot. A scanner
+    /// probing made-up paths must not use the cap up.
+    pub(crate) fn lookup_unrouted(&self, id: &str) -> Tenant {
+        let inner = &*self.inner;
+        if let Some(entry) = inner.tenants.pin().get(id) {
+            entry.touch();
+            if !entry.is_retired() {
+                return Tenant::of(entry);
+            }
+        }
+        Tenant::sharing(TenantId::from_validated(id), &inner.unknown)
+    }
+
     /// Admits `id` and pins its entry against reclaim, or `None` when the cap is reached.
     pub(crate) fn register_entry(&self, id: &TenantId) -> Option<Arc<TenantEntry>> {
         let inner = &*self.inner;

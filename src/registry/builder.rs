@@ -208,6 +208,7 @@ impl TenantRegistryBuilder {
             overflowed: AtomicU64::new(0),
             routes: papaya::HashMap::with_hasher(Hasher::default()),
             next_route: AtomicU32::new(0),
+            saw_http_route: std::sync::atomic::AtomicBool::new(false),
             clock: self.clock.clone(),
             epoch,
             reclaim_after: self.reclaim_after,

@@ -99,6 +99,8 @@ struct Inner {
     /// reused for every span's `http.route`.
     routes: papaya::HashMap<Arc<str>, routes::RouteEntry, Hasher>,
     next_route: AtomicU32,
+    /// An HTTP route has been matched (see `routes_known`).
+    saw_http_route: std::sync::atomic::AtomicBool,
     /// Where every window reads the time.
     clock: Clock,
     /// Reference point of the entries' clocks and of the SLO buckets.

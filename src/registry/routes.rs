@@ -71,6 +71,12 @@ pub(crate) struct Interned {
 pub(super) const MAX_ROUTES: usize = 1024;
 
 impl TenantRegistry {
+    /// True once a request matched an HTTP route: from then on, a request that matches none
+    /// went to the router's fallback (a 404, usually).
+    pub(crate) fn routes_known(&self) -> bool {
+        self.inner.saw_http_route.load(Ordering::Relaxed)
+    }
+
     /// A route or gRPC method already in the table, without adding it.
     pub(crate) fn known_route(&self, route: &str, method: usize) -> Option<Interned> {
         let routes = self.inner.routes.pin();
@@ -85,6 +91,11 @@ impl TenantRegistry {
     /// The route's id, shared string and span name for `method`, or `None` once
     /// [`MAX_ROUTES`] are known.
     pub(crate) fn route(&self, route: &str, method: usize) -> Option<Interned> {
+        if method != crate::instruments::semconv::RPC_SLOT
+            && !self.inner.saw_http_route.load(Ordering::Relaxed)
+        {
+            self.inner.saw_http_route.store(true, Ordering::Relaxed);
+        }
         let routes = self.inner.routes.pin();
         let interned = |key: &Arc<str>, entry: &RouteEntry| Interned {
             id: entry.id,
