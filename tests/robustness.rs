@@ -255,6 +255,11 @@ async fn unrouted_requests_take_no_slot_of_the_cap() {
     let registry = TenantRegistry::builder().max_tenants(5).build();
     let app = axum::Router::new()
         .route("/t/{tenant}/hello", get(|| async { "hello" }))
+        // The router's 404, saying whether the layer counted the request as past the cap.
+        .fallback(|| async {
+            let overflow = Tenant::current().is_some_and(|t| t.is_overflow());
+            (http::StatusCode::NOT_FOUND, overflow.to_string())
+        })
         .layer(
             TenantLayer::builder()
                 .registry(registry.clone())
@@ -267,18 +272,22 @@ async fn unrouted_requests_take_no_slot_of_the_cap() {
             let req = http::Request::get(path)
                 .body(axum::body::Body::empty())
                 .unwrap();
-            app.oneshot(req).await.unwrap().status().as_u16()
+            let res = app.oneshot(req).await.unwrap();
+            let status = res.status().as_u16();
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
         }
     };
-    assert_eq!(get("/t/acme/hello".into()).await, 200);
+    assert_eq!(get("/t/acme/hello".into()).await.0, 200);
     for i in 0..500 {
-        assert_eq!(get(format!("/t/scan{i}/wp-admin.php")).await, 404);
+        let (status, overflow) = get(format!("/t/scan{i}/wp-admin.php")).await;
+        assert_eq!((status, overflow.as_str()), (404, "false"));
     }
     assert_eq!(registry.len(), 1, "the scan took no slot");
     // A known tenant's 404 is still its own; a real newcomer on a real route is admitted.
-    assert_eq!(get("/t/acme/missing".into()).await, 404);
+    assert_eq!(get("/t/acme/missing".into()).await.0, 404);
     assert_eq!(registry.request_stats("acme").unwrap().total, 2);
-    assert_eq!(get("/t/globex/hello".into()).await, 200);
+    assert_eq!(get("/t/globex/hello".into()).await.0, 200);
     assert_eq!(registry.len(), 2);
     assert!(registry.request_stats("scan7").is_none());
     assert_eq!(registry.overflowed_requests(), 0);

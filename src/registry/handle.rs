@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 use opentelemetry::Context;
 
 use super::entry::TenantEntry;
-use crate::tenant::{TenantId, UNKNOWN_TENANT};
+use crate::tenant::{TenantId, OVERFLOW_TENANT, UNKNOWN_TENANT};
 
 /// A tenant resolved by the registry: its own id, and the entry its metrics go to (its own, or
 /// the shared `__overflow__` one past the cardinality cap).
@@ -93,7 +93,7 @@ impl Tenant {
 
     /// True when this tenant is past the cardinality cap and shares the `__overflow__` series.
     pub fn is_overflow(&self) -> bool {
-        self.entry.is_shared() && !self.is_unknown()
+        self.entry.id().as_str() == OVERFLOW_TENANT
     }
 
     pub(crate) fn entry(&self) -> &Arc<TenantEntry> {
