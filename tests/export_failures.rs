@@ -249,6 +249,11 @@ struct Relay {
 
 impl Relay {
     async fn start(target: std::net::SocketAddr) -> Relay {
+        Relay::start_with_delay(target, Duration::ZERO).await
+    }
+
+    /// Each new connection waits `delay` before it reaches the collector: a slow collector.
+    async fn start_with_delay(target: std::net::SocketAddr, delay: Duration) -> Relay {
         use std::sync::atomic::{AtomicBool, Ordering};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
@@ -262,6 +267,7 @@ impl Relay {
                     continue;
                 }
                 tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
                     if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
@@ -346,4 +352,55 @@ async fn export_resumes_when_the_collector_comes_back() {
         20
     );
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+}
+
+/// A collector that takes 5 s to answer: requests are served meanwhile, the data still
+/// arrives, and a shutdown with less time than that ends within its timeout and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_collector_slows_no_request_and_shutdown_keeps_its_timeout() {
+    let mut collector = fake_opentelemetry_collector::FakeCollectorServer::start()
+        .await
+        .unwrap();
+    let relay = Relay::start_with_delay(collector.address(), Duration::from_secs(5)).await;
+    relay.set_up(true);
+    let telemetry = Telemetry::builder()
+        .otlp_endpoint(relay.endpoint.clone())
+        .protocol(Protocol::Grpc)
+        .export_timeout(Duration::from_secs(10))
+        .shutdown_timeout(Duration::from_secs(2))
+        .without_tracing_subscriber()
+        .without_globals()
+        .without_alert_task()
+        .init()
+        .unwrap();
+    let app = Router::new()
+        .route("/work", get(|| async { "done" }))
+        .layer(telemetry.layer());
+    for _ in 0..50 {
+        let req = Request::get("/work")
+            .header("x-tenant-id", "patient")
+            .body(Body::empty())
+            .unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        res.into_body().collect().await.unwrap();
+    }
+    // The batch reaches the collector once the connection gets through, 5 s later (the
+    // flush itself gives up waiting first: the SDK waits 5 s).
+    let provider = telemetry.tracer_provider().clone();
+    let _ = tokio::task::spawn_blocking(move || provider.force_flush())
+        .await
+        .unwrap();
+    let spans = collector.exported_spans(50, Duration::from_secs(15)).await;
+    assert_eq!(spans.len(), 50);
+    assert_eq!(
+        telemetry.registry().request_stats("patient").unwrap().total,
+        50
+    );
+    let started = std::time::Instant::now();
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown())
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(3500), "shutdown took {took:?}");
 }
