@@ -10,6 +10,9 @@ use http_body_util::BodyExt;
 use tenant_otel::{InitError, Protocol, Signal, Telemetry};
 use tower::ServiceExt;
 
+mod processes;
+use processes::Relay;
+
 /// A port nothing listens on.
 async fn closed_port() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -237,48 +240,6 @@ async fn shutdown_ends_within_its_timeout_against_a_black_hole() {
         let err = result.expect_err("nothing could be delivered");
         assert!(err.failures().count() >= 1, "{err}");
         task.abort();
-    }
-}
-
-/// A TCP relay in front of a collector that can be switched off (connections refused) and on
-/// again, as a collector restarting behind a fixed address.
-struct Relay {
-    endpoint: String,
-    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Relay {
-    async fn start(target: std::net::SocketAddr) -> Relay {
-        Relay::start_with_delay(target, Duration::ZERO).await
-    }
-
-    /// Each new connection waits `delay` before it reaches the collector: a slow collector.
-    async fn start_with_delay(target: std::net::SocketAddr, delay: Duration) -> Relay {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let up = std::sync::Arc::new(AtomicBool::new(false));
-        let gate = std::sync::Arc::clone(&up);
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if !gate.load(Ordering::SeqCst) {
-                    // Down: the connection is closed at once, as by a crashed collector.
-                    drop(inbound);
-                    continue;
-                }
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-            }
-        });
-        Relay { endpoint, up }
-    }
-
-    fn set_up(&self, up: bool) {
-        self.up.store(up, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -88,3 +88,75 @@ fn sections(out: &str, kind: &str) -> String {
     }
     found
 }
+
+/// Over HTTP/protobuf too: a collector that is down, then back, gets the spans made after it
+/// came back; one that answers 3 s late still gets them; requests are served throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_export_resumes_after_an_outage_and_waits_for_a_slow_collector() {
+    let agent = Collector::start();
+    let target: std::net::SocketAddr = format!("127.0.0.1:{}", agent.http_port).parse().unwrap();
+    let restarting = processes::Relay::start(target).await;
+    let slow = processes::Relay::start_with_delay(target, Duration::from_secs(3)).await;
+    slow.set_up(true);
+
+    for (relay, before, after) in [
+        (&restarting, Some("while-down"), "after-restart"),
+        (&slow, None, "slow-collector"),
+    ] {
+        let telemetry = Telemetry::builder()
+            .otlp_endpoint(relay.endpoint.clone())
+            .protocol(Protocol::HttpProtobuf)
+            .export_timeout(Duration::from_secs(8))
+            .without_tracing_subscriber()
+            .without_globals()
+            .without_alert_task()
+            .init()
+            .unwrap();
+        let app = Router::new()
+            .route("/work", get(|| async { "done" }))
+            .layer(telemetry.layer());
+        let serve = |tenant: &'static str| {
+            let app = app.clone();
+            async move {
+                let req = Request::get("/work")
+                    .header("x-tenant-id", tenant)
+                    .body(Body::empty())
+                    .unwrap();
+                let res = app.oneshot(req).await.unwrap();
+                assert_eq!(res.status(), 200);
+                res.into_body().collect().await.unwrap();
+            }
+        };
+        if let Some(before) = before {
+            for _ in 0..5 {
+                serve(before).await;
+            }
+            let provider = telemetry.tracer_provider().clone();
+            let failed = tokio::task::spawn_blocking(move || provider.force_flush())
+                .await
+                .unwrap();
+            assert!(failed.is_err(), "nothing listens yet");
+            relay.set_up(true);
+        }
+        for _ in 0..5 {
+            serve(after).await;
+        }
+        tokio::task::spawn_blocking(move || telemetry.shutdown())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let out = agent.output();
+    let spans = sections(&out, "ResourceSpans");
+    for tenant in ["after-restart", "slow-collector"] {
+        assert_eq!(
+            spans
+                .matches(&format!("-> tenant.id: Str({tenant})"))
+                .count(),
+            5,
+            "{tenant}: {out}"
+        );
+    }
+}
