@@ -20,8 +20,11 @@ use tower::ServiceExt;
 const CAP: usize = 100;
 const FLOOD: usize = 3_000;
 
+/// A source's name, the source, and a request naming a tenant through it.
+type Source = (&'static str, TenantSource, fn(&str) -> Request<Body>);
+
 /// The four client-facing sources, and a request naming tenant `id` through each.
-fn sources() -> Vec<(&'static str, TenantSource, fn(&str) -> Request<Body>)> {
+fn sources() -> Vec<Source> {
     vec![
         ("header", TenantSource::header("x-tenant-id"), |id| {
             Request::get("/t/x/work")
