@@ -49,6 +49,8 @@ pub struct TelemetryBuilder {
     alert_interval: Option<Duration>,
     span_exporter: Option<SpanExporterSlot>,
     sampler: Option<TenantSampler>,
+    /// Read only with the `prometheus` feature.
+    #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
     prometheus: bool,
 }
 

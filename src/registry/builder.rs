@@ -175,6 +175,7 @@ impl TenantRegistryBuilder {
     }
 
     /// True when idle tenants are reclaimed.
+    #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
     pub(crate) fn reclaims_idle(&self) -> bool {
         self.reclaim_after.is_some()
     }
