@@ -7,7 +7,11 @@
 //! - [`TenantLayer`] finds each request's tenant (header, baggage, path, host, query, or your own
 //!   function), validates it, and puts `tenant.id` on the server span, on every child span (via
 //!   [`TenantSpanProcessor`]), on log records ([`TenantLogProcessor`]), in W3C baggage for
-//!   downstream calls ([`PropagateLayer`]), and on the HTTP server metrics.
+//!   downstream calls, and on the HTTP and gRPC server metrics.
+//! - [`ClientLayer`] gives each outgoing hyper, reqwest or tonic call a CLIENT span with the
+//!   tenant, passes `traceparent` and `baggage` on, and times it per tenant.
+//! - [`TenantSampler`] samples traces fairly to small tenants (a floor, a ratio, a cap per
+//!   tenant); the layer can treat callers' trace context as untrusted at a public edge.
 //! - [`TenantRegistry`] keeps the number of tenant labels bounded (`__overflow__` past the cap)
 //!   and holds everything prepared once per tenant, so a request costs one map lookup.
 //!   Tenants that come and go can give their slot back under delta temporality.
@@ -38,11 +42,11 @@
 //!                ▼
 //!             registry         one lookup: id ─▶ everything prepared for that tenant (capped)
 //!                │
-//!       ┌────────┼─────────┐
-//!       ▼        ▼         ▼
-//!     layer    query     alert     the server span and metrics / the rag.* query API /
-//!       │        │         │       SLO burn rates and thresholds judged every few seconds
-//!       └────────┼─────────┘
+//!                ├─▶ sampling     fair trace budgets per tenant
+//!                ├─▶ layer        the server span and metrics, HTTP and gRPC
+//!                ├─▶ client       CLIENT spans and durations of outgoing calls
+//!                ├─▶ query        the rag.* query API
+//!                ├─▶ alert        SLO burn rates and thresholds judged every few seconds
 //!                ▼
 //!              view            per-tenant view beside the platform aggregate; JSON, /metrics
 //!                │

@@ -114,13 +114,17 @@ impl Call {
             }
         }
         // The tenant of the request this call is made for, as the span processor would set it.
-        if let Some(id) = crate::tenant::current_tenant() {
-            attributes.push(KeyValue::new(semconv::TENANT_ID, id.to_value()));
+        let id = match &in_context {
+            Some(t) => Some(t.id().to_value()),
+            None => crate::tenant::current_tenant().map(|id| id.to_value()),
+        };
+        if let Some(id) = id {
+            attributes.push(KeyValue::new(semconv::TENANT_ID, id));
         }
         let builder = SpanBuilder::from_name(name)
             .with_kind(SpanKind::Client)
             .with_attributes(attributes);
-        let cx = crate::propagation::starting_server_span(|| match &config.tracer {
+        let cx = crate::propagation::setting_tenant_itself(|| match &config.tracer {
             super::Tracer::Sdk(t) => parent.with_span(t.build_with_context(builder, &parent)),
             super::Tracer::Global(t) => parent.with_span(t.build_with_context(builder, &parent)),
         });

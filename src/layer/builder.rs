@@ -13,7 +13,7 @@ use tower_layer::Layer;
 use super::edge::{captured, Captured, Trust};
 use super::service::TenantService;
 use crate::instruments::scope;
-use crate::propagation::{starting_server_span, W3c};
+use crate::propagation::{setting_tenant_itself, W3c};
 use crate::protect::Protection;
 use crate::registry::TenantRegistry;
 use crate::tenant::{RequestHead, TenantSource};
@@ -97,7 +97,7 @@ impl Tracer {
         parent: &Context,
         handler: &Context,
     ) -> Context {
-        starting_server_span(|| match self {
+        setting_tenant_itself(|| match self {
             Tracer::Sdk(t) => handler.with_span(builder.start_with_context(t, parent)),
             Tracer::Global(t) => handler.with_span(builder.start_with_context(t, parent)),
             Tracer::Disabled => handler.clone(),

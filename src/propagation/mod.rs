@@ -29,7 +29,7 @@ pub use client::{PropagateLayer, PropagateService};
 pub use log_processor::TenantLogProcessor;
 pub use span_processor::{Standalone, TenantSpanProcessor};
 
-pub(crate) use span_processor::starting_server_span;
+pub(crate) use span_processor::setting_tenant_itself;
 pub(crate) use traceparent::{extract as extract_w3c, inject as inject_w3c};
 
 /// W3C trace context and baggage: the propagator of the layer, the client layer and (through

@@ -81,29 +81,29 @@ impl SpanProcessor for Standalone {
 }
 
 thread_local! {
-    /// Set while the layer starts its own server span, which already carries `tenant.id`: the
-    /// processor must not add it a second time.
-    static STARTING_SERVER_SPAN: Cell<bool> = const { Cell::new(false) };
+    /// Set while the layers start their own server or client span, which already carries
+    /// `tenant.id`: the processor must not add it a second time.
+    static SETTING_TENANT_ITSELF: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Runs `start` with the processor told to leave the span alone.
-pub(crate) fn starting_server_span<R>(start: impl FnOnce() -> R) -> R {
+pub(crate) fn setting_tenant_itself<R>(start: impl FnOnce() -> R) -> R {
     /// Clears the flag however `start` returns, unwinding included: a flag left set would
     /// keep the tenant off every later span of this thread.
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
-            STARTING_SERVER_SPAN.with(|flag| flag.set(false));
+            SETTING_TENANT_ITSELF.with(|flag| flag.set(false));
         }
     }
-    STARTING_SERVER_SPAN.with(|flag| flag.set(true));
+    SETTING_TENANT_ITSELF.with(|flag| flag.set(true));
     let _reset = Reset;
     start()
 }
 
 impl<P: SpanProcessor> SpanProcessor for TenantSpanProcessor<P> {
     fn on_start(&self, span: &mut Span, cx: &Context) {
-        if !STARTING_SERVER_SPAN.with(Cell::get) {
+        if !SETTING_TENANT_ITSELF.with(Cell::get) {
             if let Some(tenant) = valid_in_baggage(cx.baggage()) {
                 // The baggage value shares the tenant's allocation; cloning it copies a pointer.
                 let value: StringValue = tenant.clone();
