@@ -1,5 +1,5 @@
-//! Exporters that discard, shared by the layer and peer benchmarks: the SDK does all its work
-//! (batching, aggregation, collection) and nothing leaves the process.
+//! Exporters that discard, shared by the root crate's and the peer benchmarks: the SDK does all
+//! its work (batching, aggregation, collection) and nothing leaves the process.
 
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::Temporality;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 
+/// Spans are batched and handed to this exporter, which drops them.
 #[derive(Debug)]
 pub struct DiscardSpans;
 
@@ -19,6 +20,7 @@ impl SpanExporter for DiscardSpans {
     }
 }
 
+/// Metrics are aggregated and collected as usual, then dropped.
 #[derive(Debug)]
 pub struct DiscardMetrics;
 

@@ -17,7 +17,6 @@
 //! process and the request path is the one users run.
 
 use std::fmt;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderValue, Request};
@@ -28,15 +27,17 @@ use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::metrics::data::ResourceMetrics;
-use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
-use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tenant_otel::Telemetry;
 use tower::ServiceExt;
 use tracing::subscriber::DefaultGuard;
+
+/// The exporters that discard, shared with the root crate's benchmarks.
+#[path = "../../support/discard.rs"]
+mod discard;
+pub use discard::{DiscardMetrics, DiscardSpans};
 use tracing_subscriber::layer::SubscriberExt;
 
 /// One way of instrumenting the router.
@@ -460,35 +461,5 @@ impl Driver {
         for _ in 0..at_least.max(self.tenants.len()) {
             self.request(app);
         }
-    }
-}
-
-/// Spans are batched and handed to this exporter, which drops them.
-#[derive(Debug)]
-pub struct DiscardSpans;
-
-impl SpanExporter for DiscardSpans {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        drop(batch);
-        Ok(())
-    }
-}
-
-/// Metrics are aggregated and collected as usual, then dropped.
-#[derive(Debug)]
-pub struct DiscardMetrics;
-
-impl PushMetricExporter for DiscardMetrics {
-    async fn export(&self, _metrics: &ResourceMetrics) -> OTelSdkResult {
-        Ok(())
-    }
-    fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
-    }
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        Ok(())
-    }
-    fn temporality(&self) -> Temporality {
-        Temporality::Cumulative
     }
 }
