@@ -14,37 +14,12 @@ use opentelemetry::context::FutureExt as _;
 use opentelemetry::trace::SpanKind;
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
-use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
-use tenant_otel::{ClientLayer, TenantLayer, TenantRegistry, TenantSource};
+use opentelemetry_sdk::trace::SpanData;
+use tenant_otel::{ClientLayer, TenantLayer, TenantSource};
 use tower::Layer;
 
-struct Pipeline {
-    spans: InMemorySpanExporter,
-    tracer: SdkTracerProvider,
-    metrics: InMemoryMetricExporter,
-    meter: SdkMeterProvider,
-    registry: TenantRegistry,
-}
-
-fn pipeline() -> Pipeline {
-    let spans = InMemorySpanExporter::default();
-    let tracer = SdkTracerProvider::builder()
-        .with_simple_exporter(spans.clone())
-        .build();
-    let metrics = InMemoryMetricExporter::default();
-    let meter = SdkMeterProvider::builder()
-        .with_reader(PeriodicReader::builder(metrics.clone()).build())
-        .build();
-    let registry = TenantRegistry::builder().meter_provider(&meter).build();
-    Pipeline {
-        spans,
-        tracer,
-        metrics,
-        meter,
-        registry,
-    }
-}
+mod common;
+use common::{pipeline, span_attr as attr, Pipeline};
 
 impl Pipeline {
     fn server_layer(&self, source: TenantSource) -> TenantLayer {
@@ -87,13 +62,6 @@ impl Pipeline {
         }
         points
     }
-}
-
-fn attr(span: &SpanData, key: &str) -> Option<String> {
-    span.attributes
-        .iter()
-        .find(|kv| kv.key.as_str() == key)
-        .map(|kv| kv.value.to_string())
 }
 
 async fn serve(app: Router) -> std::net::SocketAddr {

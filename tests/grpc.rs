@@ -8,6 +8,8 @@ use tonic::transport::{Channel, Server};
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
+mod common;
+
 #[tokio::test]
 async fn a_tonic_server_gets_tenants_and_grpc_errors() {
     let registry = TenantRegistry::builder().build();
@@ -140,47 +142,14 @@ mod conventions {
     use http_body_util::BodyExt;
     use opentelemetry::trace::SpanKind;
     use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
-    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
-    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
-    use tenant_otel::{TenantLayer, TenantRegistry};
+    use opentelemetry_sdk::trace::SpanData;
+    use tenant_otel::TenantLayer;
     use tonic::transport::{Channel, Server};
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::HealthCheckRequest;
     use tower::{Layer, ServiceExt};
 
-    fn attr(span: &SpanData, key: &str) -> Option<String> {
-        span.attributes
-            .iter()
-            .find(|kv| kv.key.as_str() == key)
-            .map(|kv| kv.value.to_string())
-    }
-
-    struct Pipeline {
-        spans: InMemorySpanExporter,
-        tracer: SdkTracerProvider,
-        metrics: InMemoryMetricExporter,
-        meter: SdkMeterProvider,
-        registry: TenantRegistry,
-    }
-
-    fn pipeline() -> Pipeline {
-        let spans = InMemorySpanExporter::default();
-        let tracer = SdkTracerProvider::builder()
-            .with_simple_exporter(spans.clone())
-            .build();
-        let metrics = InMemoryMetricExporter::default();
-        let meter = SdkMeterProvider::builder()
-            .with_reader(PeriodicReader::builder(metrics.clone()).build())
-            .build();
-        let registry = TenantRegistry::builder().meter_provider(&meter).build();
-        Pipeline {
-            spans,
-            tracer,
-            metrics,
-            meter,
-            registry,
-        }
-    }
+    use super::common::{pipeline, span_attr as attr, Pipeline};
 
     impl Pipeline {
         fn layer(&self) -> TenantLayer {

@@ -84,10 +84,11 @@ impl Call {
                 port.map(i64::from),
             )
         });
+        // The tenant the server layer put in the context, else one a caller passed in baggage.
         let in_context = crate::registry::Tenant::of_context(&parent);
         let tenant = match &in_context {
             Some(t) => Some(t.entry().key_value().clone()),
-            None => config.registry.current_metric_attribute(&parent),
+            None => config.registry.baggage_metric_attribute(&parent),
         };
 
         let mut attributes = Vec::with_capacity(8);

@@ -144,7 +144,8 @@ where
         // Once the router has shown it names its routes, a request that matches none goes to
         // its fallback: a new tenant found there takes no slot of the cap.
         let grpc = is_grpc(&req);
-        let unrouted = !grpc && config.registry.routes_known() && matched_route(&req).is_none();
+        let matched = if grpc { None } else { matched_route(&req) };
+        let unrouted = !grpc && matched.is_none() && config.registry.routes_known();
         let found = {
             let head = RequestHead {
                 method: req.method(),
@@ -168,7 +169,7 @@ where
             let (route, name, call) = grpc_method(config, &req);
             (route, name, Some(call))
         } else {
-            match matched_route(&req) {
+            match matched {
                 Some(r) => {
                     let (route, name) = Route::interned(&config.registry, r, method);
                     (Some(route), name, None)

@@ -320,13 +320,9 @@ impl TenantRegistry {
         &self.inner.http
     }
 
-    /// The `tenant.id` metric attribute of the request being handled, capped as every metric
-    /// is: the tenant the layer put in the context, or a valid one in the context's baggage
-    /// (a service whose callers pass the tenant on). Not counted as a request.
-    pub(crate) fn current_metric_attribute(&self, cx: &opentelemetry::Context) -> Option<KeyValue> {
-        if let Some(tenant) = Tenant::of_context(cx) {
-            return Some(tenant.entry().key_value().clone());
-        }
+    /// The `tenant.id` metric attribute for a valid tenant in `cx`'s baggage (a service whose
+    /// callers pass the tenant on), capped as every metric is; not counted as a request.
+    pub(crate) fn baggage_metric_attribute(&self, cx: &opentelemetry::Context) -> Option<KeyValue> {
         let id = crate::tenant::tenant_of(cx)?;
         if crate::tenant::is_reserved(id.as_str()) {
             return None;

@@ -57,6 +57,8 @@ type TierOf = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 #[derive(Clone)]
 pub struct TenantSampler {
     inner: Arc<Inner>,
+    /// Kept beside the shared state: wiring tiers to a clone leaves the original alone.
+    tier_of: Option<TierOf>,
 }
 
 struct Inner {
@@ -66,7 +68,6 @@ struct Inner {
     ratio: f64,
     tier_ratios: HashMap<String, f64>,
     tenant_ratios: HashMap<String, f64>,
-    tier_of: Option<TierOf>,
     budgets: papaya::HashMap<Arc<str>, Budget, foldhash::fast::RandomState>,
     max_tenants: usize,
     /// Shared by the tenants past `max_tenants` and the spans without a tenant.
@@ -97,16 +98,9 @@ impl TenantSampler {
     }
 
     /// Wires tier lookups (for [`TenantSamplerBuilder::tier_ratio`]) to `tier_of`.
-    pub(crate) fn with_tiers(self, tier_of: TierOf) -> Self {
-        let mut inner = match Arc::try_unwrap(self.inner) {
-            Ok(inner) => inner,
-            // Already shared: a copy with fresh budgets.
-            Err(shared) => shared.fresh(),
-        };
-        inner.tier_of = Some(tier_of);
-        TenantSampler {
-            inner: Arc::new(inner),
-        }
+    pub(crate) fn with_tiers(mut self, tier_of: TierOf) -> Self {
+        self.tier_of = Some(tier_of);
+        self
     }
 
     fn decide_root(&self, tenant: Option<&str>, trace_id: TraceId) -> bool {
@@ -128,43 +122,27 @@ impl TenantSampler {
             Allowance::Floor => budget.keep(interval, inner.cap),
             Allowance::Capped => false,
             Allowance::Ratio => {
-                let ratio = budget.ratio(interval, || inner.ratio_of(tenant));
+                let ratio = budget.ratio(interval, || self.ratio_of(tenant));
                 by_trace_id(ratio, trace_id) && budget.keep(interval, inner.cap)
             }
         }
     }
 }
 
-impl Inner {
+impl TenantSampler {
     fn ratio_of(&self, tenant: Option<&str>) -> f64 {
+        let inner = &*self.inner;
         let Some(id) = tenant else {
-            return self.ratio;
+            return inner.ratio;
         };
-        if let Some(r) = self.tenant_ratios.get(id) {
+        if let Some(r) = inner.tenant_ratios.get(id) {
             return *r;
         }
         self.tier_of
             .as_ref()
             .and_then(|tier_of| tier_of(id))
-            .and_then(|tier| self.tier_ratios.get(&tier).copied())
-            .unwrap_or(self.ratio)
-    }
-
-    fn fresh(&self) -> Inner {
-        Inner {
-            floor: self.floor,
-            cap: self.cap,
-            interval: self.interval,
-            ratio: self.ratio,
-            tier_ratios: self.tier_ratios.clone(),
-            tenant_ratios: self.tenant_ratios.clone(),
-            tier_of: self.tier_of.clone(),
-            budgets: papaya::HashMap::default(),
-            max_tenants: self.max_tenants,
-            shared: Budget::default(),
-            clock: self.clock.clone(),
-            epoch: self.epoch,
-        }
+            .and_then(|tier| inner.tier_ratios.get(&tier).copied())
+            .unwrap_or(inner.ratio)
     }
 }
 
@@ -321,13 +299,13 @@ impl TenantSamplerBuilder {
                 ratio: self.ratio,
                 tier_ratios: self.tier_ratios,
                 tenant_ratios: self.tenant_ratios,
-                tier_of: None,
                 budgets: papaya::HashMap::default(),
                 max_tenants: self.max_tenants,
                 shared: Budget::default(),
                 clock: self.clock,
                 epoch,
             }),
+            tier_of: None,
         }
     }
 }

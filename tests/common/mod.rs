@@ -135,3 +135,44 @@ pub fn attr(attributes: &std::collections::BTreeMap<String, String>, key: &str) 
     }
     Some(raw.clone())
 }
+
+/// Spans and metrics kept in memory, and a registry recording into them: for tests that read
+/// back exactly what was exported, without a collector.
+pub struct Pipeline {
+    pub spans: opentelemetry_sdk::trace::InMemorySpanExporter,
+    pub tracer: opentelemetry_sdk::trace::SdkTracerProvider,
+    pub metrics: opentelemetry_sdk::metrics::InMemoryMetricExporter,
+    pub meter: opentelemetry_sdk::metrics::SdkMeterProvider,
+    pub registry: tenant_otel::TenantRegistry,
+}
+
+pub fn pipeline() -> Pipeline {
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+    let spans = InMemorySpanExporter::default();
+    let tracer = SdkTracerProvider::builder()
+        .with_simple_exporter(spans.clone())
+        .build();
+    let metrics = InMemoryMetricExporter::default();
+    let meter = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(metrics.clone()).build())
+        .build();
+    let registry = tenant_otel::TenantRegistry::builder()
+        .meter_provider(&meter)
+        .build();
+    Pipeline {
+        spans,
+        tracer,
+        metrics,
+        meter,
+        registry,
+    }
+}
+
+/// A span attribute, as text.
+pub fn span_attr(span: &opentelemetry_sdk::trace::SpanData, key: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| kv.value.to_string())
+}
