@@ -247,3 +247,62 @@ fn a_flood_of_tenant_ids_keeps_the_limiters_bounded() {
     let shed: u64 = s.shed_counts().iter().map(|(_, _, n)| n).sum();
     assert!(shed >= 4_800, "the shared overflow bucket: {shed}");
 }
+
+/// A layer over `registry` with `protection`, and no spans.
+fn protected(registry: &TenantRegistry, protection: &Protection) -> Protected {
+    let handler: Handler = ok;
+    TenantLayer::builder()
+        .registry(registry.clone())
+        .without_spans()
+        .protection(protection.clone())
+        .build()
+        .layer(service_fn(handler))
+}
+
+type Protected = TenantService<tower::util::ServiceFn<Handler>>;
+
+#[test]
+fn layers_sharing_a_registry_each_keep_their_own_limits_and_counts() {
+    let registry = TenantRegistry::builder().clock(Clock::manual()).build();
+    let strict = Protection::new().default_limits(Limits::none().concurrency(1));
+    let loose = Protection::new().default_limits(Limits::none().concurrency(100));
+    let (mut one, mut hundred) = (protected(&registry, &strict), protected(&registry, &loose));
+    let status = |svc: &mut Protected, tenant: &str| {
+        finish(svc.call(request(tenant, false))).status().as_u16()
+    };
+
+    // The strict layer sees "acme" first; then the loose one takes 100 of its requests at once.
+    let held_strict = one.call(request("acme", false));
+    let strict_second = status(&mut one, "acme");
+    let held_loose: Vec<Pending> = (0..100)
+        .map(|_| hundred.call(request("acme", false)))
+        .collect();
+    let loose_held = loose.in_flight();
+    let loose_past_limit = status(&mut hundred, "acme");
+    let strict_held = strict.in_flight();
+    drop(held_loose);
+
+    // The other order: the loose layer sees "globex" first, then the strict one keeps to 1.
+    let held_loose: Vec<Pending> = (0..5)
+        .map(|_| hundred.call(request("globex", false)))
+        .collect();
+    let held_globex = one.call(request("globex", false));
+    let strict_second_globex = status(&mut one, "globex");
+    assert_eq!(
+        (
+            strict_second,
+            loose_held,
+            loose_past_limit,
+            strict_held,
+            strict_second_globex
+        ),
+        (429, 100, 429, 1, 429),
+        "(strict layer's 2nd, loose layer's held of 100, its 101st, strict held, strict's 2nd \
+         after the loose layer went first)"
+    );
+    assert_eq!((strict.in_flight(), loose.in_flight()), (2, 5));
+    for p in held_loose.into_iter().chain([held_strict, held_globex]) {
+        assert_eq!(finish(p).status(), 200);
+    }
+    assert_eq!((strict.in_flight(), loose.in_flight()), (0, 0));
+}
