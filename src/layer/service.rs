@@ -237,7 +237,8 @@ where
         }
         if let Some(protection) = &config.protection {
             let entry = tenant.entry();
-            match protection.admit(&entry.guard, || entry.tier(), config.registry.clock()) {
+            let (id, clock) = (tenant.id().as_str(), config.registry.clock());
+            match protection.admit(&entry.guard, id, || entry.tier(), clock) {
                 Ok(permit) => inflight.hold(permit),
                 Err(shed) => {
                     inflight.mark_shed(shed.reason);

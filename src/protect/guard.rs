@@ -102,11 +102,12 @@ impl fmt::Debug for Permit {
 }
 
 impl Protection {
-    /// Lets a request of the tenant whose registry entry holds `guard` through, or says why not.
-    /// `tier` is read only when the tenant's limits must be worked out again.
+    /// Lets a request of tenant `id`, whose registry entry holds `guard`, through, or says why
+    /// not. `tier` is read only when the tenant's limits must be worked out again.
     pub(crate) fn admit(
         &self,
         guard: &TenantGuard,
+        id: &str,
         tier: impl FnOnce() -> Option<String>,
         clock: &Clock,
     ) -> Result<Permit, Shed> {
@@ -118,7 +119,7 @@ impl Protection {
         };
         self.inner
             .lanes
-            .with(guard, version, limits, clock, |lane| {
+            .with(guard, id, version, limits, clock, |lane| {
                 self.decide(lane, clock)
             })
     }

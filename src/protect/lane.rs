@@ -1,9 +1,10 @@
-//! Where a protection keeps each tenant's state: one lane per tenant, holding its requests in
-//! flight and its prepared limits. The lanes
+//! Where a protection keeps each tenant's state: one lane per tenant (and, past the cardinality
+//! cap, one per hashed bucket), holding its requests in flight and its prepared limits. The lanes
 //! live in the protection, so two protections over one registry never see each other's limits or
 //! counts; each lane is tied to its tenant's registry entry and swept out once that entry is gone.
 
 use std::fmt;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 
@@ -13,11 +14,23 @@ use super::guard::{Limiter, LimiterClock};
 use super::policy::{Limits, Rate};
 use crate::stats::Clock;
 
+/// How many rate and concurrency buckets the tenants past the cardinality cap (the ones whose
+/// metrics go to `__overflow__`) are limited on, per [`Protection`](crate::Protection).
+///
+/// Such a tenant has no entry of its own, so it is limited on the bucket its real id hashes to
+/// (with a key chosen at random per process), under the default limits
+/// ([`Protection::default_limits`](crate::Protection::default_limits)). A flooder past the cap
+/// exhausts only its own bucket: the other overflow tenants in it, about one in
+/// `OVERFLOW_BUCKETS`, share its fate, and the rest keep their limits. Memory stays bounded: at
+/// most this many buckets, made as ids reach them. Requests without a usable tenant that the
+/// layer lets through as `__unknown__` are limited the same way, on buckets of their own.
+pub const OVERFLOW_BUCKETS: usize = 1024;
+
 /// The lanes' hasher: keys are small and made here, not by clients.
 type Hasher = foldhash::fast::RandomState;
 
-/// A guard's serial number.
-type LaneKey = u64;
+/// A guard's serial number and a bucket (0 for a tenant with an entry of its own).
+type LaneKey = (u64, u32);
 
 /// Below this many lanes a protection never sweeps.
 const MIN_SWEEP: usize = 64;
@@ -33,21 +46,24 @@ pub(crate) struct TenantGuard {
     /// Bumped when the tenant's own limits or its tier change, so lanes prepare again.
     generation: AtomicU64,
     own: RwLock<Option<Limits>>,
+    /// For the shared `__overflow__` and `__unknown__` entries: the key that spreads the real ids
+    /// over [`OVERFLOW_BUCKETS`].
+    buckets: Option<Hasher>,
 }
 
-impl Default for TenantGuard {
-    fn default() -> Self {
+impl TenantGuard {
+    /// The guard of a tenant's own entry, or (`shared`) of an entry many tenants share.
+    pub(crate) fn new(shared: bool) -> Self {
         static SERIAL: AtomicU64 = AtomicU64::new(0);
         TenantGuard {
             serial: SERIAL.fetch_add(1, Ordering::Relaxed),
             alive: Arc::new(()),
             generation: AtomicU64::new(0),
             own: RwLock::new(None),
+            buckets: shared.then(Hasher::default),
         }
     }
-}
 
-impl TenantGuard {
     /// Sets (or clears) this tenant's own limits, instead of its tier's.
     pub(crate) fn set_own(&self, limits: Option<Limits>) {
         *self.own.write().unwrap_or_else(|e| e.into_inner()) = limits;
@@ -63,12 +79,21 @@ impl TenantGuard {
     pub(crate) fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
+
+    /// The bucket of a request of tenant `id` through this guard.
+    fn bucket(&self, id: &str) -> u32 {
+        self.buckets.as_ref().map_or(0, |hasher| {
+            // Less than OVERFLOW_BUCKETS: fits.
+            (hasher.hash_one(id) % OVERFLOW_BUCKETS as u64) as u32
+        })
+    }
 }
 
 impl fmt::Debug for TenantGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TenantGuard")
             .field("own", &self.own())
+            .field("shared", &self.buckets.is_some())
             .finish()
     }
 }
@@ -120,18 +145,19 @@ impl fmt::Debug for Lanes {
 }
 
 impl Lanes {
-    /// Calls `decide` with the lane of the tenant that owns `guard`, prepared for the policy's
+    /// Calls `decide` with the lane of tenant `id` (through `guard`), prepared for the policy's
     /// `version`. `limits` is called only when the lane must be prepared again.
     pub(super) fn with<R>(
         &self,
         guard: &TenantGuard,
+        id: &str,
         version: u64,
         limits: impl FnOnce() -> Limits,
         clock: &Clock,
         decide: impl FnOnce(&Lane) -> R,
     ) -> R {
         let generation = guard.generation.load(Ordering::Acquire);
-        let key = guard.serial;
+        let key = (guard.serial, guard.bucket(id));
         let lanes = self.map.pin();
         if let Some(lane) = lanes.get(&key) {
             if lane.is_current(version, generation) {
@@ -189,23 +215,40 @@ mod tests {
     use super::*;
     use crate::Protection;
 
-    fn admit(protection: &Protection, guard: &TenantGuard) {
+    fn admit(protection: &Protection, guard: &TenantGuard, id: &str) {
         let clock = Clock::manual();
-        drop(protection.admit(guard, || None, &clock));
+        drop(protection.admit(guard, id, || None, &clock));
     }
 
     #[test]
     fn lanes_of_gone_tenants_are_swept() {
         let protection = Protection::new().default_limits(Limits::none().concurrency(1));
-        let kept = TenantGuard::default();
-        admit(&protection, &kept);
-        for _ in 0..10_000 {
-            admit(&protection, &TenantGuard::default());
+        let kept = TenantGuard::new(false);
+        admit(&protection, &kept, "kept");
+        for i in 0..10_000 {
+            admit(&protection, &TenantGuard::new(false), &format!("t-{i}"));
         }
         let lanes = protection.inner.lanes.len();
         // The live one, and at most as many gone ones as the sweep threshold lets build up.
         assert!((1..=MIN_SWEEP).contains(&lanes), "{lanes} lanes");
-        let key = kept.serial;
+        let key = (kept.serial, 0);
         assert!(protection.inner.lanes.map.pin().contains_key(&key));
+    }
+
+    #[test]
+    fn ids_past_the_cap_share_a_bounded_set_of_buckets() {
+        let protection = Protection::new().default_limits(Limits::none().concurrency(1));
+        let shared = TenantGuard::new(true);
+        for i in 0..20_000 {
+            admit(&protection, &shared, &format!("t-{i}"));
+        }
+        let lanes = protection.inner.lanes.len();
+        // 20,000 draws leave a bucket of 1,024 empty about 3 times in a million.
+        assert!(
+            (OVERFLOW_BUCKETS - 2..=OVERFLOW_BUCKETS).contains(&lanes),
+            "{lanes} lanes"
+        );
+        // One id always lands on the same bucket.
+        assert_eq!(shared.bucket("t-7"), shared.bucket("t-7"));
     }
 }

@@ -7,7 +7,8 @@
 //!   (`governor`, on the crate's [`Clock`](crate::Clock)), and, when the service holds more than
 //!   its capacity in flight, its fair share. Each protection keeps a lane per tenant (its
 //!   requests in flight and prepared limits), tied to the tenant's registry entry: memory is
-//!   bounded by the tenant cap and leaves with a reclaimed tenant.
+//!   bounded by the tenant cap and leaves with a reclaimed tenant. Tenants past the cap are
+//!   limited on [`OVERFLOW_BUCKETS`] buckets keyed by their real id, not on one shared bucket.
 //! - [`ShedReason`]: why a request was refused.
 
 mod guard;
@@ -15,6 +16,7 @@ mod lane;
 mod policy;
 
 pub use guard::ShedReason;
+pub use lane::OVERFLOW_BUCKETS;
 pub use policy::{Limits, Protection, Rate};
 
 pub(crate) use guard::Permit;

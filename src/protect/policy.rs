@@ -77,6 +77,10 @@ impl Limits {
 /// limit holds across all those layers; layers given different `Protection`s each keep their own
 /// limits and counts, even over one registry.
 ///
+/// A tenant past the registry's cardinality cap has no limits of its own: it gets the default
+/// limits on one of [`OVERFLOW_BUCKETS`](crate::protect::OVERFLOW_BUCKETS) buckets picked by its
+/// real id, so a flooder among those tenants holds back only the few that share its bucket.
+///
 /// ```
 /// use tenant_otel::{Limits, Protection, Rate, TenantLayer};
 ///

@@ -155,7 +155,7 @@ impl TenantEntry {
             slo: SloWindows::default(),
             slow_after_micros: AtomicU64::new(u64::MAX),
             slo_override: RwLock::new(None),
-            guard: TenantGuard::default(),
+            guard: TenantGuard::new(overflow),
             queries: Stats::new(window, now),
             query_series: OnceLock::new(),
             quota: RwLock::new(Vec::new()),
