@@ -12,6 +12,7 @@ use opentelemetry::Value;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+use tenant_otel::protect::OVERFLOW_BUCKETS;
 use tenant_otel::{
     Clock, Limits, Protection, Rate, ResponseFuture, TenantBody, TenantInfo, TenantLayer,
     TenantRegistry, TenantService,
@@ -238,12 +239,127 @@ fn grpc_callers_get_resource_exhausted() {
 #[test]
 fn a_flood_of_tenant_ids_keeps_the_limiters_bounded() {
     let mut s = setup(Protection::new().default_limits(Limits::none().rate(Rate::per_second(1))));
+    let mut overflow_served = 0;
     for i in 0..5_000 {
-        s.send(&format!("t-{i}"));
+        let status = s.send(&format!("t-{i}")).0;
+        if i >= 100 && status == 200 {
+            overflow_served += 1;
+        }
     }
-    // Each tenant's bucket lives in its registry entry: past the cap of 100 the rest share the
-    // `__overflow__` one, and are limited together.
+    // Each admitted tenant's bucket lives in its registry entry. Past the cap of 100 the other
+    // 4,900 ids are limited on a fixed set of hashed buckets: each bucket lets its one token
+    // through (the clock stands still), so no more than that many are served, and 4,900 draws
+    // reach nearly every bucket (about 1,015 of 1,024 on average).
     assert_eq!(s.registry.len(), 100);
+    assert!(
+        (900..=OVERFLOW_BUCKETS).contains(&overflow_served),
+        "overflow ids served: {overflow_served}"
+    );
     let shed: u64 = s.shed_counts().iter().map(|(_, _, n)| n).sum();
-    assert!(shed >= 4_800, "the shared overflow bucket: {shed}");
+    assert_eq!(shed, 4_900 - overflow_served as u64);
+}
+
+#[test]
+fn a_flooder_past_the_cap_does_not_exhaust_the_limits_of_other_tenants_past_it() {
+    let mut s = setup(Protection::new().default_limits(Limits::none().rate(Rate::per_second(100))));
+    for i in 0..100 {
+        assert_eq!(s.send(&format!("junk-{i}")).0, 200);
+    }
+    assert_eq!(s.registry.len(), 100, "junk ids fill the cap");
+    let newcomers: Vec<String> = (0..10).map(|i| format!("newcomer-{i}")).collect();
+    let mut served = vec![0u32; newcomers.len()];
+    let (mut flood_served, mut flood_shed) = (0u32, 0u32);
+    // Two simulated seconds in 10 ms steps: the flooder at 1,000 a second, ten times its limit,
+    // each newcomer at 10 a second, a tenth of it.
+    for step in 0..200 {
+        for _ in 0..10 {
+            match s.send("flooder").0 {
+                200 => flood_served += 1,
+                429 => flood_shed += 1,
+                other => panic!("status {other}"),
+            }
+        }
+        if step % 10 == 0 {
+            for (n, id) in served.iter_mut().zip(&newcomers) {
+                if s.send(id).0 == 200 {
+                    *n += 1;
+                }
+            }
+        }
+        s.clock.advance(Duration::from_millis(10));
+    }
+    // The flooder keeps its own limit: a burst of 100, then 1 token per 10 ms step.
+    assert!(
+        (250..=320).contains(&flood_served),
+        "flooder served {flood_served}"
+    );
+    assert_eq!(flood_served + flood_shed, 2_000);
+    // A newcomer shares a bucket with the flooder only if their ids hash to the same one of
+    // 1,024 (the hash's key is random per process): allow one such newcomer of ten, which two
+    // would need about once in 20,000 runs.
+    let total: u32 = served.iter().sum();
+    let untouched = served.iter().filter(|&&n| n == 20).count();
+    assert!(
+        untouched >= 9 && (180..=200).contains(&total),
+        "newcomers served (20 sent each): {served:?}; flooder served {flood_served}"
+    );
+}
+
+/// A layer over `registry` with `protection`, and no spans.
+fn protected(registry: &TenantRegistry, protection: &Protection) -> Protected {
+    let handler: Handler = ok;
+    TenantLayer::builder()
+        .registry(registry.clone())
+        .without_spans()
+        .protection(protection.clone())
+        .build()
+        .layer(service_fn(handler))
+}
+
+type Protected = TenantService<tower::util::ServiceFn<Handler>>;
+
+#[test]
+fn layers_sharing_a_registry_each_keep_their_own_limits_and_counts() {
+    let registry = TenantRegistry::builder().clock(Clock::manual()).build();
+    let strict = Protection::new().default_limits(Limits::none().concurrency(1));
+    let loose = Protection::new().default_limits(Limits::none().concurrency(100));
+    let (mut one, mut hundred) = (protected(&registry, &strict), protected(&registry, &loose));
+    let status = |svc: &mut Protected, tenant: &str| {
+        finish(svc.call(request(tenant, false))).status().as_u16()
+    };
+
+    // The strict layer sees "acme" first; then the loose one takes 100 of its requests at once.
+    let held_strict = one.call(request("acme", false));
+    let strict_second = status(&mut one, "acme");
+    let held_loose: Vec<Pending> = (0..100)
+        .map(|_| hundred.call(request("acme", false)))
+        .collect();
+    let loose_held = loose.in_flight();
+    let loose_past_limit = status(&mut hundred, "acme");
+    let strict_held = strict.in_flight();
+    drop(held_loose);
+
+    // The other order: the loose layer sees "globex" first, then the strict one keeps to 1.
+    let held_loose: Vec<Pending> = (0..5)
+        .map(|_| hundred.call(request("globex", false)))
+        .collect();
+    let held_globex = one.call(request("globex", false));
+    let strict_second_globex = status(&mut one, "globex");
+    assert_eq!(
+        (
+            strict_second,
+            loose_held,
+            loose_past_limit,
+            strict_held,
+            strict_second_globex
+        ),
+        (429, 100, 429, 1, 429),
+        "(strict layer's 2nd, loose layer's held of 100, its 101st, strict held, strict's 2nd \
+         after the loose layer went first)"
+    );
+    assert_eq!((strict.in_flight(), loose.in_flight()), (2, 5));
+    for p in held_loose.into_iter().chain([held_strict, held_globex]) {
+        assert_eq!(finish(p).status(), 200);
+    }
+    assert_eq!((strict.in_flight(), loose.in_flight()), (0, 0));
 }

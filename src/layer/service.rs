@@ -19,7 +19,6 @@ use super::inflight::{matched_route, GrpcCall, InFlight, Route, Started};
 use super::span::{grpc_span, handler_context, server_span, without_server_span, TenantAttributes};
 use crate::instruments::semconv;
 use crate::propagation::extract_w3c;
-use crate::protect::AsGuard;
 use crate::registry::{Count, Tenant};
 use crate::tenant::{validate_client_id, Ambiguous, InvalidTenantId, RequestHead, TenantSource};
 
@@ -238,8 +237,8 @@ where
         }
         if let Some(protection) = &config.protection {
             let entry = tenant.entry();
-            let owner: Arc<dyn AsGuard> = Arc::clone(entry) as _;
-            match protection.admit(owner, || entry.tier(), config.registry.clock()) {
+            let (id, clock) = (tenant.id().as_str(), config.registry.clock());
+            match protection.admit(&entry.guard, id, || entry.tier(), clock) {
                 Ok(permit) => inflight.hold(permit),
                 Err(shed) => {
                     inflight.mark_shed(shed.reason);

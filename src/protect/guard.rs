@@ -3,15 +3,15 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use governor::clock::Clock as _;
 use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
-use governor::{Quota, RateLimiter};
+use governor::RateLimiter;
 
-use super::policy::{Limits, Protection};
+use super::lane::{Lane, TenantGuard};
+use super::policy::Protection;
 use crate::stats::Clock;
 
 /// Why a request was shed, as `tenant.shed` and the `reason` of `tenant.requests.shed` name it.
@@ -52,7 +52,7 @@ pub(crate) struct Shed {
 
 /// The governor clock over the crate's clock, so limits run on simulated time in tests.
 #[derive(Debug, Clone)]
-struct LimiterClock(Clock);
+pub(super) struct LimiterClock(pub(super) Clock);
 
 impl governor::clock::Clock for LimiterClock {
     type Instant = Instant;
@@ -62,83 +62,8 @@ impl governor::clock::Clock for LimiterClock {
     }
 }
 
-type Limiter = RateLimiter<NotKeyed, InMemoryState, LimiterClock, NoOpMiddleware<Instant>>;
-
-/// The limits in force for one tenant, with its token bucket, for one version of the policy.
-struct Prepared {
-    version: u64,
-    limits: Limits,
-    limiter: Option<Limiter>,
-}
-
-/// One tenant's protection state, held in its registry entry, so its memory is bounded by the
-/// tenant cap and goes with the tenant.
-#[derive(Default)]
-pub(crate) struct TenantGuard {
-    inflight: AtomicU64,
-    own: RwLock<Option<Limits>>,
-    prepared: RwLock<Option<Arc<Prepared>>>,
-}
-
-impl TenantGuard {
-    /// Sets (or clears) this tenant's own limits, instead of its tier's.
-    pub(crate) fn set_own(&self, limits: Option<Limits>) {
-        *self.own.write().unwrap_or_else(|e| e.into_inner()) = limits;
-        self.invalidate();
-    }
-
-    /// This tenant's own limits, if any.
-    pub(crate) fn own(&self) -> Option<Limits> {
-        *self.own.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Forgets the prepared limits: the tier changed.
-    pub(crate) fn invalidate(&self) {
-        *self.prepared.write().unwrap_or_else(|e| e.into_inner()) = None;
-    }
-
-    /// Requests of this tenant in flight through a protection now.
-    pub(crate) fn in_flight(&self) -> u64 {
-        self.inflight.load(Ordering::Acquire)
-    }
-
-    fn prepared(
-        &self,
-        protection: &Protection,
-        tier: impl FnOnce() -> Option<String>,
-        clock: &Clock,
-    ) -> Arc<Prepared> {
-        let version = protection.inner.version.load(Ordering::Acquire);
-        if let Some(p) = &*self.prepared.read().unwrap_or_else(|e| e.into_inner()) {
-            if p.version == version {
-                return Arc::clone(p);
-            }
-        }
-        let limits = self
-            .own()
-            .unwrap_or_else(|| protection.limits_of(tier().as_deref()));
-        let limiter = limits.rate.map(|rate| {
-            let quota = Quota::per_second(rate.per_second).allow_burst(rate.burst);
-            RateLimiter::direct_with_clock(quota, LimiterClock(clock.clone()))
-        });
-        let prepared = Arc::new(Prepared {
-            version,
-            limits,
-            limiter,
-        });
-        *self.prepared.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&prepared));
-        prepared
-    }
-}
-
-impl fmt::Debug for TenantGuard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TenantGuard")
-            .field("inflight", &self.in_flight())
-            .field("own", &self.own())
-            .finish()
-    }
-}
+pub(super) type Limiter =
+    RateLimiter<NotKeyed, InMemoryState, LimiterClock, NoOpMiddleware<Instant>>;
 
 /// The service's load through one protection: requests in flight, and tenants with any.
 #[derive(Debug, Default)]
@@ -155,20 +80,16 @@ impl Load {
 
 /// A request let through: holds its tenant's slot until dropped, at the end of the request.
 pub(crate) struct Permit {
-    guard: Arc<dyn AsGuard>,
+    /// The in-flight count of the tenant's lane in this protection.
+    inflight: Arc<AtomicU64>,
     protection: Protection,
-}
-
-/// What a permit gives its slot back to: the tenant's entry, which owns the guard.
-pub(crate) trait AsGuard: Send + Sync {
-    fn guard(&self) -> &TenantGuard;
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         let load = &self.protection.inner.load;
         load.total.fetch_sub(1, Ordering::AcqRel);
-        if self.guard.guard().inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
             load.tenants.fetch_sub(1, Ordering::AcqRel);
         }
     }
@@ -181,28 +102,41 @@ impl fmt::Debug for Permit {
 }
 
 impl Protection {
-    /// Lets a request of the tenant that owns `guard` through, or says why not. `tier` is read
-    /// only when the tenant's limits must be worked out again.
+    /// Lets a request of tenant `id`, whose registry entry holds `guard`, through, or says why
+    /// not. `tier` is read only when the tenant's limits must be worked out again.
     pub(crate) fn admit(
         &self,
-        owner: Arc<dyn AsGuard>,
+        guard: &TenantGuard,
+        id: &str,
         tier: impl FnOnce() -> Option<String>,
         clock: &Clock,
     ) -> Result<Permit, Shed> {
-        let guard = owner.guard();
-        let prepared = guard.prepared(self, tier, clock);
+        let version = self.inner.version.load(Ordering::Acquire);
+        let limits = || {
+            guard
+                .own()
+                .unwrap_or_else(|| self.limits_of(tier().as_deref()))
+        };
+        self.inner
+            .lanes
+            .with(guard, id, version, limits, clock, |lane| {
+                self.decide(lane, clock)
+            })
+    }
+
+    fn decide(&self, lane: &Lane, clock: &Clock) -> Result<Permit, Shed> {
         let load = &self.inner.load;
         // Counted first, so two requests at once cannot both pass a limit of one.
-        let mine = guard.inflight.fetch_add(1, Ordering::AcqRel) + 1;
+        let mine = lane.inflight.fetch_add(1, Ordering::AcqRel) + 1;
         if mine == 1 {
             load.tenants.fetch_add(1, Ordering::AcqRel);
         }
         let total = load.total.fetch_add(1, Ordering::AcqRel) + 1;
         let permit = Permit {
-            guard: owner,
+            inflight: Arc::clone(&lane.inflight),
             protection: self.clone(),
         };
-        if prepared
+        if lane
             .limits
             .max_concurrent
             .is_some_and(|max| mine > u64::from(max))
@@ -212,11 +146,11 @@ impl Protection {
                 retry_after: Duration::from_secs(1),
             });
         }
-        if let Some(limiter) = &prepared.limiter {
+        if let Some(limiter) = &lane.limiter {
             if let Err(not_until) = limiter.check() {
                 return Err(Shed {
                     reason: ShedReason::Rate,
-                    retry_after: not_until.wait_time_from(LimiterClock(clock.clone()).now()),
+                    retry_after: not_until.wait_time_from(clock.now()),
                 });
             }
         }

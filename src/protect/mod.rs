@@ -5,14 +5,19 @@
 //!   shared by the layers built with it and changeable at run time.
 //! - The decision per request, in order: the tenant's concurrency limit, its token bucket
 //!   (`governor`, on the crate's [`Clock`](crate::Clock)), and, when the service holds more than
-//!   its capacity in flight, its fair share. The state of each tenant lives in its registry
-//!   entry: memory is bounded by the tenant cap and leaves with a reclaimed tenant.
+//!   its capacity in flight, its fair share. Each protection keeps a lane per tenant (its
+//!   requests in flight and prepared limits), tied to the tenant's registry entry: memory is
+//!   bounded by the tenant cap and leaves with a reclaimed tenant. Tenants past the cap are
+//!   limited on [`OVERFLOW_BUCKETS`] buckets keyed by their real id, not on one shared bucket.
 //! - [`ShedReason`]: why a request was refused.
 
 mod guard;
+mod lane;
 mod policy;
 
 pub use guard::ShedReason;
+pub use lane::OVERFLOW_BUCKETS;
 pub use policy::{Limits, Protection, Rate};
 
-pub(crate) use guard::{AsGuard, Permit, TenantGuard};
+pub(crate) use guard::Permit;
+pub(crate) use lane::TenantGuard;

@@ -73,7 +73,13 @@ impl Limits {
 /// counts it.
 ///
 /// Clones share the policy: a change through one applies to every layer built with it, from the
-/// next request on.
+/// next request on. They also share each tenant's count of requests in flight, so a concurrency
+/// limit holds across all those layers; layers given different `Protection`s each keep their own
+/// limits and counts, even over one registry.
+///
+/// A tenant past the registry's cardinality cap has no limits of its own: it gets the default
+/// limits on one of [`OVERFLOW_BUCKETS`](crate::protect::OVERFLOW_BUCKETS) buckets picked by its
+/// real id, so a flooder among those tenants holds back only the few that share its bucket.
 ///
 /// ```
 /// use tenant_otel::{Limits, Protection, Rate, TenantLayer};
@@ -96,11 +102,13 @@ pub struct Protection {
 #[derive(Debug, Default)]
 pub(super) struct Shared {
     policy: RwLock<Policy>,
-    /// Bumped on every change, so tenants' prepared limits know to look again.
+    /// Bumped on every change, so tenants' lanes know to prepare their limits again.
     pub(super) version: AtomicU64,
     /// Fair-share capacity plus one; 0 when off.
     capacity: AtomicU64,
     pub(super) load: super::guard::Load,
+    /// Each tenant's requests in flight and prepared limits under this protection.
+    pub(super) lanes: super::lane::Lanes,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -17,7 +17,7 @@ use super::Hasher;
 use crate::classify::Failure;
 use crate::instruments::semconv::{self, METHOD_SLOTS};
 use crate::instruments::{HttpInstruments, QuerySeries};
-use crate::protect::{AsGuard, TenantGuard};
+use crate::protect::TenantGuard;
 use crate::stats::{Load, Slo, SloWindows, Stats};
 use crate::tenant::{TenantId, TenantInfo, TENANT_ID_KEY};
 
@@ -69,7 +69,7 @@ pub(crate) struct TenantEntry {
     context: Context,
     /// The W3C `baggage` header of that context, for outgoing calls.
     baggage_header: Option<http::HeaderValue>,
-    /// Protection state: requests in flight, own limits, token bucket.
+    /// Protection state: own limits, and what ties each protection's lane to this entry.
     pub(crate) guard: TenantGuard,
 }
 
@@ -155,7 +155,7 @@ impl TenantEntry {
             slo: SloWindows::default(),
             slow_after_micros: AtomicU64::new(u64::MAX),
             slo_override: RwLock::new(None),
-            guard: TenantGuard::default(),
+            guard: TenantGuard::new(overflow),
             queries: Stats::new(window, now),
             query_series: OnceLock::new(),
             quota: RwLock::new(Vec::new()),
@@ -412,12 +412,6 @@ impl TenantEntry {
 /// request recording it, down too.
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(|e| e.into_inner())
-}
-
-impl AsGuard for TenantEntry {
-    fn guard(&self) -> &TenantGuard {
-        &self.guard
-    }
 }
 
 impl fmt::Debug for TenantEntry {
