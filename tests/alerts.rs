@@ -1,104 +1,16 @@
 //! The operator's half on simulated time: burn rates and budgets, the multi-window rules, the
 //! quiet tenant, resolved events, noisy neighbours, and how long a failing tenant takes to page.
 
-use std::collections::BTreeMap;
-use std::convert::Infallible;
+#[path = "alerts/noisy.rs"]
+mod noisy;
+#[path = "alerts/sim.rs"]
+mod sim;
+
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use futures_util::FutureExt;
-use http_body_util::Empty;
-use tenant_otel::{
-    AlertEngine, AlertEvent, AlertKind, AlertRules, AlertState, Clock, Objective, Severity, Slo,
-    TenantInfo, TenantLayer, TenantRegistry,
-};
-use tower::{service_fn, Layer, Service};
-
-/// A registry and its alerts on a manual clock, with requests served through the layer.
-struct Sim {
-    clock: Clock,
-    registry: TenantRegistry,
-    alerts: AlertEngine,
-    service: tenant_otel::TenantService<tower::util::ServiceFn<Handler>>,
-}
-
-/// The inner service: answers with the status the request asks for.
-type Handler = fn(http::Request<()>) -> Answer;
-type Answer = std::future::Ready<Result<http::Response<Empty<Bytes>>, Infallible>>;
-
-fn respond(req: http::Request<()>) -> Answer {
-    let status: u16 = req.headers()["x-status"].to_str().unwrap().parse().unwrap();
-    std::future::ready(Ok(http::Response::builder()
-        .status(status)
-        .body(Empty::new())
-        .unwrap()))
-}
-
-impl Sim {
-    fn new(rules: AlertRules) -> Sim {
-        Self::with(|b| b, rules)
-    }
-
-    fn with(
-        configure: impl FnOnce(tenant_otel::TenantRegistryBuilder) -> tenant_otel::TenantRegistryBuilder,
-        rules: AlertRules,
-    ) -> Sim {
-        let clock = Clock::manual();
-        let registry = configure(TenantRegistry::builder().clock(clock.clone())).build();
-        let alerts = AlertEngine::new(&registry, rules);
-        let layer = TenantLayer::builder()
-            .registry(registry.clone())
-            .without_spans()
-            .build();
-        let f: Handler = respond;
-        Sim {
-            service: layer.layer(service_fn(f)),
-            clock,
-            registry,
-            alerts,
-        }
-    }
-
-    fn tier(&self, tenant: &str, tier: &str) {
-        self.registry
-            .register_tenant(tenant, TenantInfo::new(tenant, tier, "eu"))
-            .unwrap();
-    }
-
-    /// One request of `tenant` answered with `status`, taking `took` of simulated time.
-    fn request(&mut self, tenant: &str, status: u16, took: Duration) {
-        let req = http::Request::builder()
-            .header("x-tenant-id", tenant)
-            .header("x-status", status.to_string())
-            .body(())
-            .unwrap();
-        let clock = self.clock.clone();
-        let fut = self.service.call(req);
-        clock.advance(took);
-        let res = fut.now_or_never().unwrap().unwrap();
-        assert_eq!(res.status().as_u16(), status);
-    }
-
-    /// `n` requests of `tenant`, `failed` of them answered 500.
-    fn burst(&mut self, tenant: &str, n: u64, failed: u64) {
-        for i in 0..n {
-            let status = if i < failed { 500 } else { 200 };
-            self.request(tenant, status, Duration::ZERO);
-        }
-    }
-
-    fn advance(&self, by: Duration) {
-        self.clock.advance(by);
-    }
-
-    fn firing(&self, tenant: &str) -> Vec<AlertKind> {
-        self.alerts
-            .firing_for(tenant)
-            .into_iter()
-            .map(|e| e.kind)
-            .collect()
-    }
-}
+use sim::Sim;
+use tenant_otel::{AlertEvent, AlertKind, AlertRules, AlertState, Objective, Severity, Slo};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -298,66 +210,96 @@ fn plain_thresholds_p99_and_quota() {
 }
 
 #[test]
-fn a_monopolizer_is_named_and_a_lone_tenant_never_is() {
-    let mut sim = Sim::new(AlertRules::default());
-    // Alone, a tenant has all the service: that is no neighbour's problem.
-    for _ in 0..100 {
-        sim.request("solo", 200, Duration::from_millis(100));
-    }
-    sim.alerts.evaluate();
-    assert!(sim.firing("solo").is_empty());
-
-    // Later, once `solo`'s work has left the sliding window, four tenants share the service
-    // and one takes 70 % of the busy time.
-    sim.advance(MINUTE * 2);
-    for (tenant, n) in [("hog", 70), ("a", 10), ("b", 10), ("solo", 10)] {
-        for _ in 0..n {
-            sim.request(tenant, 200, Duration::from_millis(100));
-        }
-    }
-    let events = sim.alerts.evaluate();
-    let noisy: BTreeMap<String, f64> = events
-        .iter()
-        .filter(|e| e.kind == AlertKind::NoisyNeighbor)
-        .map(|e| (e.tenant.to_string(), e.readings[0].value))
-        .collect();
-    assert_eq!(noisy.keys().collect::<Vec<_>>(), ["hog"]);
-    assert!((noisy["hog"] - 0.7).abs() < 0.01, "{noisy:?}");
-    for healthy in ["a", "b", "solo"] {
-        assert!(sim.firing(healthy).is_empty(), "{healthy}");
-    }
-}
-
-#[test]
 fn tier_and_per_tenant_objectives_change_the_verdict() {
     let mut sim = Sim::new(AlertRules::default());
-    sim.tier("free-co", "free");
-    sim.tier("premium-co", "premium");
-    // 1 % errors for an hour: exactly the free tier's budget (burn 1x), ten times premium's.
-    for tenant in ["free-co", "premium-co"] {
-        for _ in 0..60 {
-            sim.burst(tenant, 100, 1);
-        }
+    let tenants = [
+        ("free-co", "free"),
+        ("standard-co", "standard"),
+        ("premium-co", "premium"),
+    ];
+    for (tenant, tier) in tenants {
+        sim.tier(tenant, tier);
     }
-    sim.advance(MINUTE * 30);
-    sim.alerts.evaluate();
-    let burn = |t: &str| {
+    // The same traffic for all three, 150 requests a minute with one failed (0.67 % errors),
+    // burns 0.67x the free tier's budget (99 %), 1.33x standard's (99.5 %) and 6.7x premium's
+    // (99.9 %).
+    let minutes = |sim: &mut Sim, n: usize| {
+        let mut events = Vec::new();
+        for _ in 0..n {
+            for (tenant, _) in tenants {
+                sim.burst(tenant, 150, 1);
+            }
+            sim.advance(MINUTE);
+            events.extend(sim.alerts.evaluate());
+        }
+        events
+    };
+    let verdict = |events: &[AlertEvent], state| -> BTreeSet<(String, AlertKind)> {
+        events
+            .iter()
+            .filter(|e| e.state == state)
+            .map(|e| (e.tenant.to_string(), e.kind))
+            .collect()
+    };
+    let set = |alerts: &[(&str, AlertKind)]| -> BTreeSet<(String, AlertKind)> {
+        alerts.iter().map(|(t, k)| (t.to_string(), *k)).collect()
+    };
+    let hour = minutes(&mut sim, 60);
+    // Premium pages (6h and 30m over 6x) and files a ticket (1d and 2h over 3x), standard
+    // files a ticket (3d and 6h over 1x), free is within its budget.
+    assert_eq!(
+        verdict(&hour, AlertState::Firing),
+        set(&[
+            ("premium-co", AlertKind::Page),
+            ("premium-co", AlertKind::Ticket),
+            ("standard-co", AlertKind::Ticket),
+        ])
+    );
+    assert!(verdict(&hour, AlertState::Resolved).is_empty(), "{hour:?}");
+    let objective = |t: &str| {
         sim.registry
             .slo(&sim.registry.resolve(t).unwrap())
             .availability_objective()
             .get()
     };
-    assert_eq!(burn("free-co"), 0.99);
-    assert_eq!(burn("premium-co"), 0.999);
-    // A tenant of its own objective, changed at run time.
+    assert_eq!(objective("free-co"), 0.99);
+    assert_eq!(objective("premium-co"), 0.999);
+
+    // Objectives of their own, changed at run time: the same traffic now burns 67x a 99.99 %
+    // objective, which pages, and 0.67x a 99 % one, which resolves premium's alerts.
     let strict = Slo::availability(Objective::new(0.9999).unwrap());
-    let t = sim
+    let lax = Slo::availability(Objective::new(0.99).unwrap());
+    let free = sim
         .registry
         .set_tenant_slo("free-co", Some(strict))
         .unwrap();
-    assert_eq!(sim.registry.slo(&t), strict);
+    assert_eq!(sim.registry.slo(&free), strict);
+    sim.registry
+        .set_tenant_slo("premium-co", Some(lax))
+        .unwrap();
+    let changed = minutes(&mut sim, 2);
+    assert_eq!(
+        verdict(&changed, AlertState::Firing),
+        set(&[("free-co", AlertKind::Page), ("free-co", AlertKind::Ticket)])
+    );
+    assert_eq!(
+        verdict(&changed, AlertState::Resolved),
+        set(&[
+            ("premium-co", AlertKind::Page),
+            ("premium-co", AlertKind::Ticket)
+        ])
+    );
+
+    // Back to the tier's objective: free's alerts resolve, nothing else changes.
     sim.registry.set_tenant_slo("free-co", None).unwrap();
-    assert_eq!(sim.registry.slo(&t).availability_objective().get(), 0.99);
+    assert_eq!(sim.registry.slo(&free).availability_objective().get(), 0.99);
+    let back = minutes(&mut sim, 2);
+    assert!(verdict(&back, AlertState::Firing).is_empty(), "{back:?}");
+    assert_eq!(
+        verdict(&back, AlertState::Resolved),
+        set(&[("free-co", AlertKind::Page), ("free-co", AlertKind::Ticket)])
+    );
+    assert_eq!(sim.firing("standard-co"), [AlertKind::Ticket]);
 }
 
 /// Seconds from the moment one tenant of 50 starts failing at `error_rate` to its first event
@@ -423,6 +365,11 @@ fn time_to_detect_a_failing_tenant_among_fifty() {
                 burn.map_or("(none in 30 min)".to_owned(), |s| format!("{s} s"))
             );
             assert!(page <= 60, "{tier} at {success}: {page} s");
+            if success > 0.0 {
+                // Not before one failure in five outweighs the previous minute's 120 good
+                // requests in the two-minute success rate: 0.4 s > 0.05 (120 + 2 s), s > 20.
+                assert!(page > 20, "{tier} at {success}: paged after {page} s");
+            }
         }
     }
 }

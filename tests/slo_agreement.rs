@@ -79,24 +79,20 @@ fn gauge(scrape: &str, tenant: &str, window: &str) -> f64 {
         .unwrap_or_else(|| panic!("no burn rate for {tenant} over {window}"))
 }
 
-#[test]
-fn in_process_burn_rates_agree_with_the_prometheus_rules() {
-    let clock = Clock::manual();
-    let telemetry = Telemetry::builder()
+/// Telemetry with a Prometheus endpoint on `clock`, nothing exported and no alert task.
+fn telemetry(clock: &Clock) -> Telemetry {
+    Telemetry::builder()
         .clock(clock.clone())
         .prometheus_endpoint()
         .without_tracing_subscriber()
         .without_globals()
         .without_alert_task()
         .init()
-        .unwrap();
-    let registry = telemetry.registry();
-    registry
-        .register_tenant("steady", TenantInfo::new("Steady", "premium", "eu"))
-        .unwrap();
-    registry
-        .register_tenant("spiking", TenantInfo::new("Spiking", "free", "eu"))
-        .unwrap();
+        .unwrap()
+}
+
+/// Sends requests of a tenant through the layer, answered with the status given.
+fn sender(telemetry: &Telemetry) -> impl FnMut(&str, &str) {
     let mut service = telemetry
         .layer_builder()
         .without_spans()
@@ -110,16 +106,40 @@ fn in_process_burn_rates_agree_with_the_prometheus_rules() {
                     .unwrap(),
             ))
         }));
-    let scrape = || {
-        let res = tenant_otel::prometheus_response(telemetry.prometheus_registry().unwrap());
-        let body = res.into_body();
-        let bytes = http_body_util::BodyExt::collect(body)
-            .now_or_never()
-            .expect("an in-memory body")
-            .unwrap()
-            .to_bytes();
-        String::from_utf8(bytes.to_vec()).unwrap()
-    };
+    move |tenant, status| {
+        let req = http::Request::builder()
+            .header("x-tenant-id", tenant)
+            .header("x-status", status)
+            .body(())
+            .unwrap();
+        service.call(req).now_or_never().unwrap().unwrap();
+    }
+}
+
+/// The Prometheus endpoint's answer.
+fn scrape(telemetry: &Telemetry) -> String {
+    let res = tenant_otel::prometheus_response(telemetry.prometheus_registry().unwrap());
+    let bytes = http_body_util::BodyExt::collect(res.into_body())
+        .now_or_never()
+        .expect("an in-memory body")
+        .unwrap()
+        .to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+#[test]
+fn in_process_burn_rates_agree_with_the_prometheus_rules() {
+    let clock = Clock::manual();
+    let telemetry = telemetry(&clock);
+    let registry = telemetry.registry();
+    registry
+        .register_tenant("steady", TenantInfo::new("Steady", "premium", "eu"))
+        .unwrap();
+    registry
+        .register_tenant("spiking", TenantInfo::new("Spiking", "free", "eu"))
+        .unwrap();
+    let mut send = sender(&telemetry);
+    let scrape = || scrape(&telemetry);
 
     let tenants = ["steady", "spiking", "no-tier"];
     let mut series = BTreeMap::new();
@@ -130,13 +150,7 @@ fn in_process_burn_rates_agree_with_the_prometheus_rules() {
         for tenant in tenants {
             let (total, failed) = traffic(tenant, m);
             for i in 0..total {
-                let status = if i < failed { "500" } else { "200" };
-                let req = http::Request::builder()
-                    .header("x-tenant-id", tenant)
-                    .header("x-status", status)
-                    .body(())
-                    .unwrap();
-                service.call(req).now_or_never().unwrap().unwrap();
+                send(tenant, if i < failed { "500" } else { "200" });
             }
         }
         // The gauges are read a second before the minute ends: their window is then the last
@@ -192,8 +206,17 @@ fn in_process_burn_rates_agree_with_the_prometheus_rules() {
             .unwrap();
         }
     }
-    // The spike shows: the short windows burn harder than the long ones.
-    assert!(gauge(&last, "spiking", "5m") > gauge(&last, "spiking", "1h"));
+    // The gauges hold what the traffic burns, so the comparison is not between two zeros:
+    // steady fails 1 in 200 against 99.9 % (5x) on every window; spiking's last five minutes
+    // fail half its requests against 99 % (50x), its last hour 225 of 3000 (7.5x).
+    for window in ["5m", "30m", "1h", "2h", "6h"] {
+        let burn = gauge(&last, "steady", window);
+        assert!((4.9..=5.1).contains(&burn), "steady over {window}: {burn}");
+    }
+    let spike = gauge(&last, "spiking", "5m");
+    assert!((45.0..=55.0).contains(&spike), "spiking over 5m: {spike}");
+    let hour = gauge(&last, "spiking", "1h");
+    assert!((7.0..=8.0).contains(&hour), "spiking over 1h: {hour}");
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("agreement_test.yml");
@@ -209,4 +232,45 @@ fn in_process_burn_rates_agree_with_the_prometheus_rules() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn the_error_budget_gauge_counts_the_compliance_window_and_says_so() {
+    let clock = Clock::manual();
+    let telemetry = telemetry(&clock);
+    telemetry
+        .registry()
+        .register_tenant("acme", TenantInfo::new("Acme", "premium", "eu"))
+        .unwrap();
+    let mut send = sender(&telemetry);
+    // One failure in 2000 requests spends half a 99.9 % budget.
+    for i in 0..2000 {
+        send("acme", if i == 0 { "500" } else { "200" });
+    }
+    let budget = |scrape: &str| {
+        scrape
+            .lines()
+            .find(|l| {
+                l.starts_with("tenant_sla_error_budget_remaining_ratio{")
+                    && l.contains("tenant_id=\"acme\"")
+                    && l.contains("slo=\"availability\"")
+            })
+            .and_then(|l| l.rsplit_once(' '))
+            .map(|(_, v)| v.parse::<f64>().unwrap())
+            .unwrap_or_else(|| panic!("no budget for acme in\n{scrape}"))
+    };
+    let now = budget(&scrape(&telemetry));
+    assert!((0.49..=0.51).contains(&now), "{now}");
+    // Three hours later the failure is still in the 30-day window: half the budget is left,
+    // not the whole of it as an hour's window would say.
+    clock.advance(Duration::from_secs(3 * 3600));
+    let text = scrape(&telemetry);
+    let later = budget(&text);
+    assert!((0.49..=0.51).contains(&later), "{later}");
+    let help = text
+        .lines()
+        .find(|l| l.starts_with("# HELP tenant_sla_error_budget_remaining_ratio "))
+        .expect("the gauge has a description");
+    assert!(help.contains("compliance window"), "{help}");
+    assert!(!help.contains("hour"), "{help}");
 }

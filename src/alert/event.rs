@@ -19,7 +19,8 @@ pub enum AlertKind {
     Latency,
     /// A quota is nearly used up (over 90 % by default).
     Quota,
-    /// The tenant holds more than its share of the service (40 % by default).
+    /// The tenant holds more than its share (40 % by default) of the busy time of a loaded
+    /// service, while other tenants have work: see [`AlertRules`](super::AlertRules).
     NoisyNeighbor,
 }
 
@@ -87,7 +88,8 @@ impl AlertState {
 #[non_exhaustive]
 pub struct Reading {
     /// What was measured: `burn_rate`, `success_rate`, `p99_seconds`, `quota_percent`,
-    /// `share`.
+    /// `share` (of the service's busy time), `in_flight` (the service's requests in flight, on
+    /// average over the window).
     pub measure: &'static str,
     /// Over which window (`5m`, `1h`, ...; `sliding` for the view's window, `now` for a gauge).
     pub window: &'static str,

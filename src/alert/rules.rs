@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use super::event::{AlertKind, Reading};
 use crate::registry::{TenantEntry, TenantRegistry};
-use crate::stats::{shares, window, Load, Objective, Sli, Window};
+use crate::stats::{noisy_neighbors, window, NoisyRule, Objective, Sli, Window};
 use crate::tenant::TenantId;
 
 /// A multi-window burn-rate rule: both windows above `factor`.
@@ -30,8 +30,18 @@ struct BurnRule {
 /// - **latency** when the p99 over the view's sliding window is over 5 s, with at least 20
 ///   requests in it;
 /// - **quota** when a quota is over 90 % used;
-/// - **noisy_neighbor** when a tenant holds more than 40 % of the requests in flight or of the
-///   busy time, while at least 3 tenants are active (a lone tenant is never noisy);
+/// - **noisy_neighbor** when a tenant takes more than its share of a loaded service, so that the
+///   others wait: it holds more than 40 % of the busy time over the view's sliding window, while
+///   the whole service averages at least 32 requests in flight over it and at least 3 tenants
+///   have work. Busy time is the time spent serving the HTTP and gRPC requests that finished in
+///   the window; divided by the window's length it is the number of requests in flight on
+///   average (Little's law), so it does not name whoever holds the one request in flight at the
+///   moment of evaluation. A tenant whose requests are merely slow on a service far from its
+///   capacity is not noisy either: nobody waits for it. Set the minimum near the concurrency
+///   the service saturates at (with [`Protection::fair_share`](crate::Protection::fair_share),
+///   its capacity) with [`noisy_neighbor_min_load`](AlertRules::noisy_neighbor_min_load). The
+///   Prometheus rule `TenantMonopolizingInflight` in `collector-config/` decides the same way
+///   over 5 minutes;
 /// - an alert resolves once its condition has been false for a minute, so a value hovering at a
 ///   threshold does not flap.
 ///
@@ -56,8 +66,7 @@ pub struct AlertRules {
     min_requests: u64,
     p99: Duration,
     quota_percent: f64,
-    noisy_share: f64,
-    noisy_min_tenants: usize,
+    noisy: NoisyRule,
     pub(super) resolve_after: Duration,
 }
 
@@ -77,8 +86,11 @@ impl Default for AlertRules {
             min_requests: 20,
             p99: Duration::from_secs(5),
             quota_percent: 90.0,
-            noisy_share: 0.4,
-            noisy_min_tenants: 3,
+            noisy: NoisyRule {
+                share: 0.4,
+                min_tenants: 3,
+                min_in_flight: 32.0,
+            },
             resolve_after: Duration::from_secs(60),
         }
     }
@@ -115,11 +127,34 @@ impl AlertRules {
         self
     }
 
-    /// The share over which a tenant is a noisy neighbour (default 0.4), and how many tenants
-    /// must be active for anyone to be one (default 3).
+    /// The share of the service's busy time over which a tenant is a noisy neighbour (default
+    /// 0.4), and how many tenants must have work in the window for anyone to be one (default 3;
+    /// never fewer than 2, as a tenant alone has no neighbour).
     pub fn noisy_neighbor(mut self, share: f64, min_active_tenants: usize) -> Self {
-        self.noisy_share = share;
-        self.noisy_min_tenants = min_active_tenants;
+        self.noisy.share = share;
+        self.noisy.min_tenants = min_active_tenants;
+        self
+    }
+
+    /// How loaded the service must be for anyone to be a noisy neighbour: the requests in flight
+    /// in all, on average over the sliding window (default 32). Below it nobody waits for
+    /// anybody. Set it near the concurrency the service saturates at (its worker or connection
+    /// pool, or the capacity given to
+    /// [`Protection::fair_share`](crate::Protection::fair_share)); `f64::INFINITY` turns the
+    /// rule off. A negative value counts as 0 and NaN leaves the setting as it was.
+    ///
+    /// ```
+    /// use tenant_otel::{AlertRules, Protection};
+    ///
+    /// let capacity = 64;
+    /// let protection = Protection::new().fair_share(capacity);
+    /// let rules = AlertRules::default().noisy_neighbor_min_load(f64::from(capacity) * 0.8);
+    /// # let _ = (protection, rules);
+    /// ```
+    pub fn noisy_neighbor_min_load(mut self, in_flight: f64) -> Self {
+        if !in_flight.is_nan() {
+            self.noisy.min_in_flight = in_flight.max(0.0);
+        }
         self
     }
 
@@ -185,7 +220,10 @@ impl AlertRules {
             if let Some(reading) = self.quota(e) {
                 push(AlertKind::Quota, None, vec![reading]);
             }
-            loads.push(((e.id().clone(), tier), e.load(now)));
+            loads.push((
+                (e.id().clone(), tier),
+                e.requests.window_busy(now).in_flight(),
+            ));
         });
         self.noisy_neighbors(&loads, &mut out);
         out
@@ -260,35 +298,31 @@ impl AlertRules {
         })
     }
 
-    fn noisy_neighbors(&self, loads: &[((TenantId, String), Load)], out: &mut Vec<Condition>) {
-        let active = loads
-            .iter()
-            .filter(|(_, l)| l.inflight > 0 || l.busy_micros > 0)
-            .count();
-        if active < self.noisy_min_tenants {
-            return;
-        }
-        let mut worst: Vec<((TenantId, String), f64)> = Vec::new();
-        shares(loads, |tenant, _resource, share| {
-            if share <= self.noisy_share {
-                return;
-            }
-            match worst.iter_mut().find(|(t, _)| t.0 == tenant.0) {
-                Some((_, s)) => *s = s.max(share),
-                None => worst.push((tenant.clone(), share)),
-            }
+    /// Names the noisy neighbours among the tenants, given each one's requests in flight on
+    /// average over the sliding window.
+    fn noisy_neighbors(&self, loads: &[((TenantId, String), f64)], out: &mut Vec<Condition>) {
+        let rule = self.noisy;
+        noisy_neighbors(loads, rule, |(tenant, tier), share, in_flight| {
+            out.push(Condition {
+                tenant: tenant.clone(),
+                tier: tier.clone(),
+                kind: AlertKind::NoisyNeighbor,
+                slo: None,
+                readings: vec![
+                    Reading {
+                        measure: "share",
+                        window: "sliding",
+                        value: share,
+                        threshold: rule.share,
+                    },
+                    Reading {
+                        measure: "in_flight",
+                        window: "sliding",
+                        value: in_flight,
+                        threshold: rule.min_in_flight,
+                    },
+                ],
+            })
         });
-        out.extend(worst.into_iter().map(|((tenant, tier), share)| Condition {
-            tenant,
-            tier,
-            kind: AlertKind::NoisyNeighbor,
-            slo: None,
-            readings: vec![Reading {
-                measure: "share",
-                window: "sliding",
-                value: share,
-                threshold: self.noisy_share,
-            }],
-        }));
     }
 }

@@ -29,7 +29,8 @@ pub const RAG_QUOTA_USAGE: &str = "rag.quota.usage";
 pub const TENANT_INFO: &str = "tenant.info";
 /// Gauge: the tenant's error-budget burn rate over a window (`5m`, `1h`).
 pub const TENANT_SLA_BURN_RATE: &str = "tenant.sla.burn_rate";
-/// Gauge, fraction: the tenant's error budget left over the last hour.
+/// Gauge, fraction: the tenant's error budget left over the compliance window (30 days by
+/// default), per objective (`slo`).
 pub const TENANT_SLA_ERROR_BUDGET_REMAINING: &str = "tenant.sla.error_budget.remaining";
 /// Gauge, fraction: each tenant's share of the work in flight and of the busy time.
 pub const TENANT_RESOURCE_SHARE: &str = "tenant.resource.share";

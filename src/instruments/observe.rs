@@ -96,7 +96,7 @@ pub(crate) fn register<T: Observe>(meter: &Meter, source: Weak<T>) -> Observers 
             observable!(
                 meter.f64_observable_gauge(names::TENANT_SLA_ERROR_BUDGET_REMAINING),
                 "1",
-                "Fraction of the tenant's error budget left over the last hour of HTTP requests.",
+                "Fraction of the tenant's error budget left over the SLO compliance window (30 days unless configured), for the objective in slo.",
                 source.sla_error_budget_remaining
             ),
         ],

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use super::share::Busy;
 use super::{mean, success_rate};
 
 /// The longest duration recorded, in microseconds (a day).
@@ -40,6 +41,9 @@ struct Latency {
     current: usize,
     /// When the current half began.
     half_started: Instant,
+    /// Since when the window's data runs: the start of the half kept as `prev_*`, or of the
+    /// current half when there is none.
+    prev_started: Instant,
     half: Duration,
     window_count: u64,
     window_errors: u64,
@@ -118,6 +122,7 @@ impl Stats {
                 halves: [new_histogram(), new_histogram()],
                 current: 0,
                 half_started: now,
+                prev_started: now,
                 half,
                 window_count: 0,
                 window_errors: 0,
@@ -168,9 +173,19 @@ impl Stats {
     /// Summed duration of what finished within the sliding window, in microseconds: the busy
     /// time this kind of work took lately. Cheap, unlike a full [`Stats::snapshot`].
     pub(crate) fn window_busy_micros(&self, now: Instant) -> u64 {
+        self.window_busy(now).micros
+    }
+
+    /// The busy time of the sliding window and the span it was gathered over, which is anything
+    /// from half a window to a window and a half depending on when the halves last turned; at
+    /// least half a window, so a tenant seen a moment ago does not divide by a moment.
+    pub(crate) fn window_busy(&self, now: Instant) -> Busy {
         let mut l = self.latency.lock().unwrap_or_else(|e| e.into_inner());
         l.rotate(now);
-        l.window_sum_micros.saturating_add(l.prev_sum_micros)
+        Busy {
+            micros: l.window_sum_micros.saturating_add(l.prev_sum_micros),
+            span: now.saturating_duration_since(l.prev_started).max(l.half),
+        }
     }
 
     pub(crate) fn active(&self) -> i64 {
@@ -224,10 +239,12 @@ impl Latency {
             self.prev_count = 0;
             self.prev_errors = 0;
             self.prev_sum_micros = 0;
+            self.prev_started = now;
         } else {
             self.prev_count = self.window_count;
             self.prev_errors = self.window_errors;
             self.prev_sum_micros = self.window_sum_micros;
+            self.prev_started = self.half_started;
             self.current ^= 1;
             let cur = self.current;
             self.halves[cur].reset();
@@ -304,6 +321,36 @@ mod tests {
         assert_eq!(snap.total, 3);
         assert!((snap.avg_ms - 86_400_000.0).abs() < 1.0, "{}", snap.avg_ms);
         assert!(snap.p99_ms <= 86_400_000.0 * 1.01);
+    }
+
+    #[test]
+    fn busy_time_comes_with_the_span_it_covers() {
+        let t0 = Instant::now();
+        let s = Stats::new(Duration::from_secs(60), t0);
+        let at = |secs| t0 + Duration::from_secs(secs);
+        // Just seen: at least half a window, not the moment since.
+        s.record(Duration::from_secs(2), false, at(1));
+        let busy = s.window_busy(at(1));
+        assert_eq!(
+            (busy.micros, busy.span),
+            (2_000_000, Duration::from_secs(30))
+        );
+        // The halves turn at 40 s: the data runs from 0 s.
+        s.record(Duration::from_secs(3), false, at(40));
+        let busy = s.window_busy(at(50));
+        assert_eq!(
+            (busy.micros, busy.span),
+            (5_000_000, Duration::from_secs(50))
+        );
+        // They turn again at 75 s: what finished before 40 s is gone, the data runs from 40 s.
+        let busy = s.window_busy(at(75));
+        assert_eq!(
+            (busy.micros, busy.span),
+            (3_000_000, Duration::from_secs(35))
+        );
+        // Idle for a whole window: nothing, over half a window.
+        let busy = s.window_busy(at(200));
+        assert_eq!((busy.micros, busy.span), (0, Duration::from_secs(30)));
     }
 
     #[test]

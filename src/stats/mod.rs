@@ -17,7 +17,7 @@ pub use objective::{InvalidObjective, LatencyObjective, Objective, Slo, MAX_COMP
 
 pub(crate) use latency::Stats;
 pub(crate) use objective::SloPolicy;
-pub(crate) use share::{shares, Load};
+pub(crate) use share::{noisy_neighbors, shares, Load, NoisyRule};
 pub(crate) use slo::{window, Sli, SloWindows, Window, WINDOWS};
 
 /// Share of `total` that did not fail; 1 when nothing finished, so an idle tenant does not look
