@@ -6,7 +6,8 @@
 //! - a gRPC call fails with HTTP 200 and says so in `grpc-status`; the codes the server is to
 //!   blame for (`UNKNOWN`, `DEADLINE_EXCEEDED`, `UNIMPLEMENTED`, `INTERNAL`, `UNAVAILABLE`,
 //!   `DATA_LOSS`) are failures named by the code;
-//! - an inner service or a response body that fails is a failure named by its error type;
+//! - an inner service or a response body that fails is a failure of type `_OTHER`, a handler
+//!   that panics one of type `panic`;
 //! - a client that goes away before the end of the body is `cancelled`: a failure of the
 //!   request, but one that spends no error budget, since the client chose it.
 
@@ -17,13 +18,25 @@ use http::StatusCode;
 /// `error.type` when the client went away before the response body ended.
 pub(crate) const CANCELLED: &str = "cancelled";
 
+/// `error.type` of a request (or an outgoing call) whose inner service or response body
+/// returned an error: the semantic conventions' `_OTHER`. The error's type is all that is
+/// known of it, and its name from `std::any::type_name` is neither stable from one compiler
+/// to the next nor short (generic names run to hundreds of characters): unfit for a metric
+/// label.
+pub(crate) const FAILED: &str = "_OTHER";
+
+/// `error.type` of a request whose handler or response body panicked.
+pub(crate) const PANIC: &str = "panic";
+
 /// How a request ended, as far as the transport can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum End {
     /// The response ran to its end.
     Completed,
-    /// The inner service or the body failed with an error of this type.
-    Error(&'static str),
+    /// The inner service or the body returned an error.
+    Failed,
+    /// The handler or the body panicked.
+    Panicked,
     /// Dropped before the end: the client went away, or the server shut down.
     Cancelled,
 }
@@ -36,7 +49,7 @@ pub(crate) enum Failure {
     None,
     /// A 5xx response: `error.type` is the status code.
     ServerStatus,
-    /// Named by a gRPC status or an error's type name: static, so the set is finite.
+    /// Named by a gRPC status, [`FAILED`] or [`PANIC`]: static, so the set is finite.
     Named(&'static str),
     /// The client went away.
     Cancelled,
@@ -47,7 +60,8 @@ impl Failure {
     /// to blame for, then the HTTP status.
     pub(crate) fn classify(status: Option<StatusCode>, grpc_status: Option<u8>, end: End) -> Self {
         match end {
-            End::Error(name) => return Failure::Named(name),
+            End::Failed => return Failure::Named(FAILED),
+            End::Panicked => return Failure::Named(PANIC),
             End::Cancelled => return Failure::Cancelled,
             End::Completed => {}
         }
@@ -136,8 +150,11 @@ mod tests {
         assert!(f.is_failure());
         assert!(!f.spends_budget());
         assert_eq!(f.error_type(OK), Some(CANCELLED.into()));
-        let inner = Failure::classify(None, None, End::Error("io::Error"));
+        let inner = Failure::classify(None, None, End::Failed);
         assert!(inner.spends_budget());
-        assert_eq!(inner.error_type(None), Some("io::Error".into()));
+        assert_eq!(inner.error_type(None), Some("_OTHER".into()));
+        let panicked = Failure::classify(OK, None, End::Panicked);
+        assert!(panicked.spends_budget());
+        assert_eq!(panicked.error_type(OK), Some("panic".into()));
     }
 }

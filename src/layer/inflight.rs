@@ -256,7 +256,7 @@ impl Drop for InFlight {
         // Dropped before the end of the body: the client went away (or the server shut down),
         // unless the service panicked on its way to an answer, which is the server's failure.
         let end = if std::thread::panicking() {
-            End::Error(super::future::PANIC)
+            End::Panicked
         } else {
             End::Cancelled
         };
