@@ -95,6 +95,28 @@ impl Failure {
     }
 }
 
+/// Whether a gRPC call's status says a method of the application answered it, which is what
+/// admits a method to the route table (and so to span names and `rpc.method`). Not the codes
+/// that whatever stands in front of the methods answers for any path a client makes up:
+/// `UNIMPLEMENTED` (the router), `UNAUTHENTICATED` and `PERMISSION_DENIED` (auth
+/// interceptors), `RESOURCE_EXHAUSTED` (rate limits; tonic's load shedding), `CANCELLED`
+/// (the client went away, or a timeout struck, before any answer); nor a code outside gRPC's
+/// seventeen. The server's failures do admit (`UNAVAILABLE`, `INTERNAL`, ...): a method that
+/// fails from its first call is the one an operator needs to see by name. The layer's own
+/// refusals never admit, whatever their code.
+pub(crate) fn answered_by_application(grpc_status: u8) -> bool {
+    const CANCELLED: u8 = 1;
+    const PERMISSION_DENIED: u8 = 7;
+    const RESOURCE_EXHAUSTED: u8 = 8;
+    const UNIMPLEMENTED: u8 = 12;
+    const UNAUTHENTICATED: u8 = 16;
+    grpc_status <= UNAUTHENTICATED
+        && !matches!(
+            grpc_status,
+            CANCELLED | PERMISSION_DENIED | RESOURCE_EXHAUSTED | UNIMPLEMENTED | UNAUTHENTICATED
+        )
+}
+
 /// The name of a gRPC status code that is the server's failure; `None` for success and for the
 /// caller's errors.
 fn grpc_server_error(code: u8) -> Option<&'static str> {
@@ -156,5 +178,13 @@ mod tests {
         let panicked = Failure::classify(OK, None, End::Panicked);
         assert!(panicked.spends_budget());
         assert_eq!(panicked.error_type(OK), Some("panic".into()));
+    }
+
+    #[test]
+    fn only_what_a_method_answers_admits_it() {
+        let admitting: Vec<u8> = (0..=20).filter(|&c| answered_by_application(c)).collect();
+        // Not CANCELLED (1), PERMISSION_DENIED (7), RESOURCE_EXHAUSTED (8), UNIMPLEMENTED (12),
+        // UNAUTHENTICATED (16), nor past gRPC's codes.
+        assert_eq!(admitting, [0, 2, 3, 4, 5, 6, 9, 10, 11, 13, 14, 15]);
     }
 }

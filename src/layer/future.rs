@@ -43,7 +43,8 @@ impl<F, E> ResponseFuture<F, E> {
         Self::with(Kind::Passthrough { future })
     }
 
-    pub(super) fn refused(inflight: InFlight, refusal: Refusal) -> Self {
+    pub(super) fn refused(mut inflight: InFlight, refusal: Refusal) -> Self {
+        inflight.refused_by_layer();
         Self::with(Kind::Refused {
             inflight: Some(inflight),
             refusal: Some(refusal),
