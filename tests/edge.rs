@@ -310,3 +310,66 @@ async fn allowlisted_headers_are_captured_and_credentials_never() {
         }
     }
 }
+
+/// The capture lists and `sensitive_headers` read a name the same way (trimmed, any case): a
+/// header in both is never captured, however either list spells it.
+#[tokio::test]
+async fn a_sensitive_header_is_never_captured_however_its_name_is_spelled() {
+    let spans = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(spans.clone())
+        .build();
+    let layer = TenantLayer::builder()
+        .tracer_provider(&provider)
+        .registry(TenantRegistry::builder().build())
+        .capture_request_headers(["X-Secret-Token", " x-request-id ", "x-session"])
+        .capture_response_headers(["x-cache ", "\tX-Secret-Token"])
+        .sensitive_headers([" x-secret-token ", "X-SESSION\t"])
+        .build();
+    let service = layer.layer(service_fn(|_req: http::Request<()>| async {
+        let mut res = http::Response::new(String::new());
+        let headers = res.headers_mut();
+        headers.insert("x-cache", http::HeaderValue::from_static("HIT"));
+        headers.insert(
+            "x-secret-token",
+            http::HeaderValue::from_static("t0k3n-out"),
+        );
+        Ok::<_, Infallible>(res)
+    }));
+    let req = http::Request::builder()
+        .header("x-tenant-id", "acme")
+        .header("x-request-id", "r-1")
+        .header("x-secret-token", "t0k3n-in")
+        .header("x-session", "s3ss")
+        .body(())
+        .unwrap();
+    let res = service.oneshot(req).await.unwrap();
+    res.into_body().collect().await.unwrap();
+
+    let exported = spans.get_finished_spans().unwrap();
+    assert_eq!(exported.len(), 1);
+    let captured: BTreeMap<String, String> = exported[0]
+        .attributes
+        .iter()
+        .filter(|kv| kv.key.as_str().contains(".header."))
+        .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+        .collect();
+    // The padded names in the capture lists still capture what is not sensitive.
+    assert_eq!(
+        captured,
+        BTreeMap::from([
+            (
+                "http.request.header.x-request-id".to_owned(),
+                r#"["r-1"]"#.to_owned()
+            ),
+            (
+                "http.response.header.x-cache".to_owned(),
+                r#"["HIT"]"#.to_owned()
+            ),
+        ])
+    );
+    for kv in &exported[0].attributes {
+        let text = format!("{} {}", kv.key, kv.value);
+        assert!(!text.contains("t0k3n") && !text.contains("s3ss"), "{text}");
+    }
+}
