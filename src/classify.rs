@@ -6,7 +6,8 @@
 //! - a gRPC call fails with HTTP 200 and says so in `grpc-status`; the codes the server is to
 //!   blame for (`UNKNOWN`, `DEADLINE_EXCEEDED`, `UNIMPLEMENTED`, `INTERNAL`, `UNAVAILABLE`,
 //!   `DATA_LOSS`) are failures named by the code;
-//! - an inner service or a response body that fails is a failure named by its error type;
+//! - an inner service or a response body that fails is a failure of type `_OTHER`, a handler
+//!   that panics one of type `panic`;
 //! - a client that goes away before the end of the body is `cancelled`: a failure of the
 //!   request, but one that spends no error budget, since the client chose it.
 
@@ -17,13 +18,25 @@ use http::StatusCode;
 /// `error.type` when the client went away before the response body ended.
 pub(crate) const CANCELLED: &str = "cancelled";
 
+/// `error.type` of a request (or an outgoing call) whose inner service or response body
+/// returned an error: the semantic conventions' `_OTHER`. The error's type is all that is
+/// known of it, and its name from `std::any::type_name` is neither stable from one compiler
+/// to the next nor short (generic names run to hundreds of characters): unfit for a metric
+/// label.
+pub(crate) const FAILED: &str = "_OTHER";
+
+/// `error.type` of a request whose handler or response body panicked.
+pub(crate) const PANIC: &str = "panic";
+
 /// How a request ended, as far as the transport can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum End {
     /// The response ran to its end.
     Completed,
-    /// The inner service or the body failed with an error of this type.
-    Error(&'static str),
+    /// The inner service or the body returned an error.
+    Failed,
+    /// The handler or the body panicked.
+    Panicked,
     /// Dropped before the end: the client went away, or the server shut down.
     Cancelled,
 }
@@ -36,7 +49,7 @@ pub(crate) enum Failure {
     None,
     /// A 5xx response: `error.type` is the status code.
     ServerStatus,
-    /// Named by a gRPC status or an error's type name: static, so the set is finite.
+    /// Named by a gRPC status, [`FAILED`] or [`PANIC`]: static, so the set is finite.
     Named(&'static str),
     /// The client went away.
     Cancelled,
@@ -47,7 +60,8 @@ impl Failure {
     /// to blame for, then the HTTP status.
     pub(crate) fn classify(status: Option<StatusCode>, grpc_status: Option<u8>, end: End) -> Self {
         match end {
-            End::Error(name) => return Failure::Named(name),
+            End::Failed => return Failure::Named(FAILED),
+            End::Panicked => return Failure::Named(PANIC),
             End::Cancelled => return Failure::Cancelled,
             End::Completed => {}
         }
@@ -79,6 +93,28 @@ impl Failure {
             Failure::Cancelled => Some(Cow::Borrowed(CANCELLED)),
         }
     }
+}
+
+/// Whether a gRPC call's status says a method of the application answered it, which is what
+/// admits a method to the route table (and so to span names and `rpc.method`). Not the codes
+/// that whatever stands in front of the methods answers for any path a client makes up:
+/// `UNIMPLEMENTED` (the router), `UNAUTHENTICATED` and `PERMISSION_DENIED` (auth
+/// interceptors), `RESOURCE_EXHAUSTED` (rate limits; tonic's load shedding), `CANCELLED`
+/// (the client went away, or a timeout struck, before any answer); nor a code outside gRPC's
+/// seventeen. The server's failures do admit (`UNAVAILABLE`, `INTERNAL`, ...): a method that
+/// fails from its first call is the one an operator needs to see by name. The layer's own
+/// refusals never admit, whatever their code.
+pub(crate) fn answered_by_application(grpc_status: u8) -> bool {
+    const CANCELLED: u8 = 1;
+    const PERMISSION_DENIED: u8 = 7;
+    const RESOURCE_EXHAUSTED: u8 = 8;
+    const UNIMPLEMENTED: u8 = 12;
+    const UNAUTHENTICATED: u8 = 16;
+    grpc_status <= UNAUTHENTICATED
+        && !matches!(
+            grpc_status,
+            CANCELLED | PERMISSION_DENIED | RESOURCE_EXHAUSTED | UNIMPLEMENTED | UNAUTHENTICATED
+        )
 }
 
 /// The name of a gRPC status code that is the server's failure; `None` for success and for the
@@ -136,8 +172,19 @@ mod tests {
         assert!(f.is_failure());
         assert!(!f.spends_budget());
         assert_eq!(f.error_type(OK), Some(CANCELLED.into()));
-        let inner = Failure::classify(None, None, End::Error("io::Error"));
+        let inner = Failure::classify(None, None, End::Failed);
         assert!(inner.spends_budget());
-        assert_eq!(inner.error_type(None), Some("io::Error".into()));
+        assert_eq!(inner.error_type(None), Some("_OTHER".into()));
+        let panicked = Failure::classify(OK, None, End::Panicked);
+        assert!(panicked.spends_budget());
+        assert_eq!(panicked.error_type(OK), Some("panic".into()));
+    }
+
+    #[test]
+    fn only_what_a_method_answers_admits_it() {
+        let admitting: Vec<u8> = (0..=20).filter(|&c| answered_by_application(c)).collect();
+        // Not CANCELLED (1), PERMISSION_DENIED (7), RESOURCE_EXHAUSTED (8), UNIMPLEMENTED (12),
+        // UNAUTHENTICATED (16), nor past gRPC's codes.
+        assert_eq!(admitting, [0, 2, 3, 4, 5, 6, 9, 10, 11, 13, 14, 15]);
     }
 }

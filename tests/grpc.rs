@@ -9,6 +9,8 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 mod common;
+#[path = "grpc/method_table.rs"]
+mod method_table;
 
 #[tokio::test]
 async fn a_tonic_server_gets_tenants_and_grpc_errors() {
@@ -152,7 +154,7 @@ mod conventions {
     use super::common::{pipeline, span_attr as attr, Pipeline};
 
     impl Pipeline {
-        fn layer(&self) -> TenantLayer {
+        pub(crate) fn layer(&self) -> TenantLayer {
             TenantLayer::builder()
                 .tracer_provider(&self.tracer)
                 .registry(self.registry.clone())

@@ -62,7 +62,7 @@ where
                 Poll::Ready(Ok(res.map(|body| ClientBody::new(body, call))))
             }
             Err(e) => {
-                call.finish(Ended::Error(std::any::type_name::<E>()));
+                call.finish(Ended::Error(crate::classify::FAILED));
                 Poll::Ready(Err(e))
             }
         }
@@ -117,7 +117,7 @@ impl<B: Body> Body for ClientBody<B> {
             }
             Poll::Ready(Some(Err(_))) => {
                 if let Some(call) = this.call.take() {
-                    call.finish(Ended::Error(std::any::type_name::<B::Error>()));
+                    call.finish(Ended::Error(crate::classify::FAILED));
                 }
             }
             Poll::Ready(Some(Ok(frame))) => {
@@ -141,5 +141,94 @@ impl<B: Body> Body for ClientBody<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use bytes::Bytes;
+    use http_body_util::BodyExt;
+    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+    use tower::{Layer, ServiceExt};
+
+    use crate::{ClientLayer, TenantRegistry};
+
+    type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
+
+    /// A client whose transport fails, and one whose response body fails: both calls are
+    /// `error.type=_OTHER` on the span and the series, not a type's name.
+    #[tokio::test]
+    async fn a_failed_call_has_a_stable_error_type() {
+        let spans = InMemorySpanExporter::default();
+        let tracer = SdkTracerProvider::builder()
+            .with_simple_exporter(spans.clone())
+            .build();
+        let metrics = InMemoryMetricExporter::default();
+        let meter = SdkMeterProvider::builder()
+            .with_reader(PeriodicReader::builder(metrics.clone()).build())
+            .build();
+        let layer = ClientLayer::builder()
+            .tracer_provider(&tracer)
+            .registry(TenantRegistry::builder().meter_provider(&meter).build())
+            .build();
+
+        let refused = layer.layer(tower::service_fn(|_req: http::Request<()>| async {
+            Err::<http::Response<Body>, _>(std::io::Error::other("connection refused"))
+        }));
+        let req = || {
+            http::Request::get("http://upstream.test/x")
+                .body(())
+                .unwrap()
+        };
+        assert!(refused.oneshot(req()).await.is_err());
+        let broken = layer.layer(tower::service_fn(|_req: http::Request<()>| async {
+            let frames = futures_util::stream::iter([
+                Ok(http_body::Frame::data(Bytes::from_static(b"part"))),
+                Err(std::io::Error::other("reset")),
+            ]);
+            let body = http_body_util::StreamBody::new(frames).boxed_unsync();
+            Ok::<_, Infallible>(http::Response::new(body))
+        }));
+        let res = broken.oneshot(req()).await.unwrap();
+        assert!(res.into_body().collect().await.is_err());
+
+        let finished = spans.get_finished_spans().unwrap();
+        let types: Vec<Option<String>> = finished
+            .iter()
+            .map(|s| {
+                s.attributes
+                    .iter()
+                    .find(|kv| kv.key.as_str() == "error.type")
+                    .map(|kv| kv.value.to_string())
+            })
+            .collect();
+        assert_eq!(types, [Some("_OTHER".into()), Some("_OTHER".into())]);
+
+        meter.force_flush().unwrap();
+        let exports = metrics.get_finished_metrics().unwrap();
+        let mut calls = 0;
+        for sm in exports.last().unwrap().scope_metrics() {
+            for m in sm
+                .metrics()
+                .filter(|m| m.name() == "http.client.request.duration")
+            {
+                let AggregatedMetrics::F64(MetricData::Histogram(h)) = m.data() else {
+                    continue;
+                };
+                for dp in h.data_points() {
+                    let error = dp.attributes().find(|kv| kv.key.as_str() == "error.type");
+                    assert_eq!(
+                        error.map(|kv| kv.value.to_string()).as_deref(),
+                        Some("_OTHER")
+                    );
+                    calls += dp.count();
+                }
+            }
+        }
+        assert_eq!(calls, 2, "both calls recorded");
     }
 }

@@ -54,8 +54,6 @@ pub(crate) const RPC_SLOT: usize = METHOD_SLOTS;
 
 /// `grpc-status` of a call the client cancelled.
 pub(crate) const GRPC_CANCELLED: u8 = 1;
-/// `grpc-status` of a call to a method the server does not implement.
-pub(crate) const GRPC_UNIMPLEMENTED: u8 = 12;
 
 /// The name of a gRPC status code, as `rpc.response.status_code` carries it.
 pub(crate) fn grpc_code_name(code: u8) -> &'static str {

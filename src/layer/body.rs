@@ -103,7 +103,7 @@ where
                     }
                     Poll::Ready(Some(Err(_))) => {
                         if let Some(i) = inflight.take() {
-                            i.finish(End::Error(std::any::type_name::<B::Error>()));
+                            i.finish(End::Failed);
                         }
                     }
                     Poll::Ready(Some(Ok(frame))) => {

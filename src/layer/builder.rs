@@ -321,7 +321,8 @@ impl TenantLayerBuilder {
     }
 
     /// Headers never to capture, whatever the lists say (besides the credentials, which never
-    /// are): API keys, session tokens of your own.
+    /// are): API keys, session tokens of your own. Names are read as the capture lists read
+    /// them, trimmed and in any case: `" X-Api-Key "` here keeps `x-api-key` off the span.
     pub fn sensitive_headers<I, S>(mut self, names: I) -> Self
     where
         I: IntoIterator<Item = S>,

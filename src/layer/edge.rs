@@ -45,6 +45,14 @@ pub(super) struct Captured {
     key: Key,
 }
 
+/// A header name as every list of them is read, the capture lists and the sensitive one alike:
+/// trimmed, in any case (a `HeaderName` is lower case). Read two ways, `" X-Token "` in the
+/// sensitive list would not match `x-token` in a capture list, and the header would be captured.
+/// `None` for what cannot be a header name (so no header of that name can be captured either).
+fn header_name(raw: &str) -> Option<HeaderName> {
+    HeaderName::try_from(raw.trim()).ok()
+}
+
 /// The request or response headers to capture: from the builder, else from
 /// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_{REQUEST,RESPONSE}` (comma-separated),
 /// without the sensitive ones. `None` when there are none, so the common case costs nothing.
@@ -54,6 +62,7 @@ pub(super) fn captured(
     prefix: &str,
     sensitive: &[String],
 ) -> Option<Arc<[Captured]>> {
+    let sensitive: Vec<HeaderName> = sensitive.iter().filter_map(|s| header_name(s)).collect();
     let from_env;
     let names: Vec<&str> = match given {
         Some(names) => names.iter().map(String::as_str).collect(),
@@ -64,13 +73,10 @@ pub(super) fn captured(
     };
     let mut out: Vec<Captured> = Vec::new();
     for name in names {
-        let Ok(name) = HeaderName::try_from(name.trim()) else {
+        let Some(name) = header_name(name) else {
             continue;
         };
-        let refused = NEVER.contains(&name.as_str())
-            || sensitive
-                .iter()
-                .any(|s| s.eq_ignore_ascii_case(name.as_str()));
+        let refused = NEVER.contains(&name.as_str()) || sensitive.contains(&name);
         if refused || out.iter().any(|c| c.name == name) {
             continue;
         }
@@ -130,5 +136,16 @@ mod tests {
         let keys: Vec<&str> = found.iter().map(|c| c.key.as_str()).collect();
         assert_eq!(keys, ["http.request.header.x-request-id"]);
         assert!(captured(Some(&[]), "UNUSED", "p.", &[]).is_none());
+    }
+
+    #[test]
+    fn both_lists_read_a_name_the_same_way() {
+        let list: Vec<String> = [" X-Secret-Token", "x-trace-note\t", "X-Other "]
+            .map(String::from)
+            .to_vec();
+        let sensitive = [" x-secret-TOKEN ", "\tX-OTHER"].map(String::from);
+        let found = captured(Some(&list), "UNUSED", "p.", &sensitive).unwrap();
+        let keys: Vec<&str> = found.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(keys, ["p.x-trace-note"]);
     }
 }

@@ -43,7 +43,8 @@ impl<F, E> ResponseFuture<F, E> {
         Self::with(Kind::Passthrough { future })
     }
 
-    pub(super) fn refused(inflight: InFlight, refusal: Refusal) -> Self {
+    pub(super) fn refused(mut inflight: InFlight, refusal: Refusal) -> Self {
+        inflight.refused_by_layer();
         Self::with(Kind::Refused {
             inflight: Some(inflight),
             refusal: Some(refusal),
@@ -96,7 +97,7 @@ where
                         Poll::Ready(Ok(res.map(|body| TenantBody::instrumented(body, inflight))))
                     }
                     Err(e) => {
-                        inflight.finish(End::Error(std::any::type_name::<E>()));
+                        inflight.finish(End::Failed);
                         Poll::Ready(Err(e))
                     }
                 }
@@ -124,13 +125,10 @@ impl Drop for PanicWatch<'_> {
     fn drop(&mut self) {
         // Only reached while unwinding: a normal return forgets the watch.
         if let Some(inflight) = self.0.take() {
-            inflight.finish(End::Error(PANIC));
+            inflight.finish(End::Panicked);
         }
     }
 }
-
-/// `error.type` of a request whose handler or body panicked.
-pub(super) const PANIC: &str = "panic";
 
 /// A request answered by the layer itself: without a usable tenant (400, gRPC
 /// `INVALID_ARGUMENT`), or shed by the tenant's protection (429 with `Retry-After`, gRPC

@@ -9,7 +9,7 @@ use http::StatusCode;
 use opentelemetry::trace::{Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
 
-use crate::classify::{End, Failure};
+use crate::classify::{answered_by_application, End, Failure};
 use crate::instruments::semconv;
 use crate::protect::{Permit, ShedReason};
 use crate::registry::{Outcome, Tenant, TenantRegistry};
@@ -81,8 +81,9 @@ pub(super) struct Started {
 /// What a gRPC call needs at its end.
 pub(super) struct GrpcCall {
     /// The request's URI when its method was not yet in the table: the method is admitted at
-    /// the end if the server answered it with anything but `UNIMPLEMENTED`, so a client's
-    /// made-up method paths never become span names or series.
+    /// the end if a method of the application answered it (see
+    /// [`answered_by_application`]), so the made-up method paths of a client, refused by the
+    /// router, an auth interceptor or this layer, never become span names or series.
     pub(super) unknown: Option<http::Uri>,
 }
 
@@ -125,6 +126,14 @@ impl InFlight {
     /// Keeps the tenant's protection slot until the request ends.
     pub(super) fn hold(&mut self, permit: Permit) {
         self._permit = Some(permit);
+    }
+
+    /// The layer answers this request itself (no usable tenant, shed): no method of the
+    /// application answered it, so an unknown method stays unknown.
+    pub(super) fn refused_by_layer(&mut self) {
+        if let Some(call) = &mut self.req.grpc {
+            call.unknown = None;
+        }
     }
 
     /// Records on the span that the request was shed, and why.
@@ -209,7 +218,7 @@ impl InFlight {
 }
 
 impl InFlight {
-    /// The end of a gRPC call: admits its method if the server implements it, and sets
+    /// The end of a gRPC call: admits its method if the application answered it, and sets
     /// `rpc.method` and `rpc.response.status_code`. Returns the call's status code (`UNKNOWN`
     /// when the server sent none, `CANCELLED` when the client went away first).
     fn end_grpc(&mut self, cancelled: bool) -> Option<u8> {
@@ -221,12 +230,10 @@ impl InFlight {
         });
         let span = self.req.cx.span();
         if let Some(uri) = call.unknown.take() {
-            let implemented = self
-                .grpc_status
-                .is_some_and(|c| c != semconv::GRPC_UNIMPLEMENTED);
+            let answered = self.grpc_status.is_some_and(answered_by_application);
             let admitted = semconv::grpc_method(uri.path())
-                .filter(|_| implemented)
-                .and_then(|m| self.req.registry.route(m, semconv::RPC_SLOT));
+                .filter(|_| answered)
+                .and_then(|m| self.req.registry.admit_rpc_method(m));
             if let Some(interned) = admitted {
                 span.update_name(interned.span_name);
                 self.req.route = Some(Route {
@@ -256,7 +263,7 @@ impl Drop for InFlight {
         // Dropped before the end of the body: the client went away (or the server shut down),
         // unless the service panicked on its way to an answer, which is the server's failure.
         let end = if std::thread::panicking() {
-            End::Error(super::future::PANIC)
+            End::Panicked
         } else {
             End::Cancelled
         };

@@ -300,13 +300,13 @@ fn rejection_message(config: &Config, rejection: &Rejection) -> String {
 }
 
 /// A gRPC call's method as the route table knows it, with its span name; an unknown one is
-/// `_OTHER` until the server answers it (see [`GrpcCall`]).
+/// `_OTHER` until the application answers it (see [`GrpcCall`]).
 fn grpc_method<B>(
     config: &Config,
     req: &Request<B>,
 ) -> (Option<Route>, Cow<'static, str>, GrpcCall) {
     let method = semconv::grpc_method(req.uri().path());
-    match method.and_then(|m| config.registry.known_route(m, semconv::RPC_SLOT)) {
+    match method.and_then(|m| config.registry.known_rpc_method(m)) {
         Some(known) => (
             Some(Route {
                 name: known.name,

@@ -1,6 +1,6 @@
 //! [`TenantRegistryBuilder`]: the cap, the allowlist, the window, reclaim and objectives.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -207,9 +207,7 @@ impl TenantRegistryBuilder {
             overflow: shared(OVERFLOW_TENANT),
             unknown: shared(UNKNOWN_TENANT),
             overflowed: AtomicU64::new(0),
-            routes: papaya::HashMap::with_hasher(Hasher::default()),
-            next_route: AtomicU32::new(0),
-            saw_http_route: std::sync::atomic::AtomicBool::new(false),
+            routes: Default::default(),
             clock: self.clock.clone(),
             epoch,
             reclaim_after: self.reclaim_after,

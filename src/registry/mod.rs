@@ -19,7 +19,7 @@ mod reclaim;
 mod routes;
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -95,12 +95,9 @@ struct Inner {
     overflow: Arc<TenantEntry>,
     unknown: Arc<TenantEntry>,
     overflowed: AtomicU64,
-    /// Route templates seen so far, each with a small id for series keys; the shared string is
-    /// reused for every span's `http.route`.
-    routes: papaya::HashMap<Arc<str>, routes::RouteEntry, Hasher>,
-    next_route: AtomicU32,
-    /// An HTTP route has been matched (see `routes_known`).
-    saw_http_route: std::sync::atomic::AtomicBool,
+    /// Route templates and gRPC methods seen so far, each with a small id for series keys; the
+    /// shared string is reused for every span's `http.route` or `rpc.method`.
+    routes: routes::RouteTable,
     /// Where every window reads the time.
     clock: Clock,
     /// Reference point of the entries' clocks and of the SLO buckets.

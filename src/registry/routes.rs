@@ -1,13 +1,18 @@
 //! Route interning: each route template (or gRPC method) gets a small id for series keys, one
 //! shared string that every span's `http.route` reuses, and its span names, made once per
 //! method.
+//!
+//! HTTP routes and gRPC methods are kept apart, each within a budget of its own. HTTP routes
+//! are the router's templates, a fixed set; gRPC methods are admitted once the application
+//! answered one (the layer decides when), and whatever noise reaches that table can only fill
+//! its own budget, never take an HTTP route's place.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use super::TenantRegistry;
-use crate::instruments::semconv::{server_span_name, METHOD_SLOTS};
+use super::{Hasher, TenantRegistry};
+use crate::instruments::semconv::{server_span_name, METHOD_SLOTS, RPC_SLOT};
 
 /// A known route: its id and its server span names by method.
 #[derive(Debug)]
@@ -70,64 +75,122 @@ pub(crate) struct Interned {
 /// so reaching this means something feeds raw paths in as routes, and those lose `http.route`.
 pub(super) const MAX_ROUTES: usize = 1024;
 
+/// Distinct gRPC methods remembered for span names and `rpc.method`; past it a method is
+/// `_OTHER`. Its ids follow the HTTP routes' (`MAX_ROUTES..`), so the two never share one.
+pub(super) const MAX_RPC_METHODS: usize = 1024;
+
+/// The registry's route templates and gRPC methods.
+pub(super) struct RouteTable {
+    http: Interner,
+    rpc: Interner,
+    /// An HTTP route has been matched (see `routes_known`).
+    saw_http_route: AtomicBool,
+}
+
+impl Default for RouteTable {
+    fn default() -> Self {
+        RouteTable {
+            http: Interner::new(0, MAX_ROUTES),
+            rpc: Interner::new(MAX_ROUTES, MAX_RPC_METHODS),
+            saw_http_route: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Names to small ids, within a budget.
+struct Interner {
+    names: papaya::HashMap<Arc<str>, RouteEntry, Hasher>,
+    /// Ids handed out so far.
+    taken: AtomicU32,
+    first_id: u32,
+    budget: u32,
+}
+
+impl Interner {
+    fn new(first_id: usize, budget: usize) -> Self {
+        Interner {
+            names: papaya::HashMap::with_hasher(Hasher::default()),
+            taken: AtomicU32::new(0),
+            first_id: u32::try_from(first_id).unwrap_or(u32::MAX),
+            budget: u32::try_from(budget).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// `name` if it is known, without adding it.
+    fn get(&self, name: &str, method: usize) -> Option<Interned> {
+        let names = self.names.pin();
+        let (key, entry) = names.get_key_value(name)?;
+        Some(entry.interned(key, method, name))
+    }
+
+    /// `name`, added if the budget allows.
+    fn get_or_add(&self, name: &str, method: usize) -> Option<Interned> {
+        let names = self.names.pin();
+        if let Some((key, entry)) = names.get_key_value(name) {
+            return Some(entry.interned(key, method, name));
+        }
+        // Ids come from a counter, never from the map's length: two names added at once must
+        // not share one, or their durations would merge into one series.
+        // Bounded, so a flood of unknown names past the budget cannot wrap the counter around.
+        let n = self
+            .taken
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.budget).then_some(n + 1)
+            })
+            .ok()?;
+        let key: Arc<str> = Arc::from(name);
+        // Two threads may race to add the same name; both get the one that won (the loser's id
+        // is simply never used).
+        match names.try_insert(Arc::clone(&key), RouteEntry::new(self.first_id + n)) {
+            Ok(entry) => Some(entry.interned(&key, method, name)),
+            Err(existing) => {
+                let entry = existing.current;
+                let key = names
+                    .get_key_value(name)
+                    .map_or(key, |(k, _)| Arc::clone(k));
+                Some(entry.interned(&key, method, name))
+            }
+        }
+    }
+}
+
+impl RouteEntry {
+    fn interned(&self, key: &Arc<str>, method: usize, name: &str) -> Interned {
+        Interned {
+            id: self.id,
+            name: Arc::clone(key),
+            span_name: self.span_name(method, name),
+        }
+    }
+}
+
 impl TenantRegistry {
     /// True once a request matched an HTTP route: from then on, a request that matches none
     /// went to the router's fallback (a 404, usually).
     pub(crate) fn routes_known(&self) -> bool {
-        self.inner.saw_http_route.load(Ordering::Relaxed)
+        self.inner.routes.saw_http_route.load(Ordering::Relaxed)
     }
 
-    /// A route or gRPC method already in the table, without adding it.
-    pub(crate) fn known_route(&self, route: &str, method: usize) -> Option<Interned> {
-        let routes = self.inner.routes.pin();
-        let (key, entry) = routes.get_key_value(route)?;
-        Some(Interned {
-            id: entry.id,
-            name: Arc::clone(key),
-            span_name: entry.span_name(method, route),
-        })
-    }
-
-    /// The route's id, shared string and span name for `method`, or `None` once
+    /// The HTTP route's id, shared string and span name for `method`, or `None` once
     /// [`MAX_ROUTES`] are known.
     pub(crate) fn route(&self, route: &str, method: usize) -> Option<Interned> {
-        if method != crate::instruments::semconv::RPC_SLOT
-            && !self.inner.saw_http_route.load(Ordering::Relaxed)
-        {
-            self.inner.saw_http_route.store(true, Ordering::Relaxed);
+        let table = &self.inner.routes;
+        if !table.saw_http_route.load(Ordering::Relaxed) {
+            table.saw_http_route.store(true, Ordering::Relaxed);
         }
-        let routes = self.inner.routes.pin();
-        let interned = |key: &Arc<str>, entry: &RouteEntry| Interned {
-            id: entry.id,
-            name: Arc::clone(key),
-            span_name: entry.span_name(method, route),
-        };
-        if let Some((key, entry)) = routes.get_key_value(route) {
-            return Some(interned(key, entry));
-        }
-        // Ids come from a counter, never from the map's length: two routes added at once must
-        // not share one, or their durations would merge into one series.
-        // Bounded, so a flood of unknown routes past the cap cannot wrap the counter around.
-        let id = self
-            .inner
-            .next_route
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                ((n as usize) < MAX_ROUTES).then_some(n + 1)
-            })
-            .ok()?;
-        let key: Arc<str> = Arc::from(route);
-        // Two threads may race to add the same route; both get the one that won (the loser's id
-        // is simply never used).
-        match routes.try_insert(Arc::clone(&key), RouteEntry::new(id)) {
-            Ok(entry) => Some(interned(&key, entry)),
-            Err(existing) => {
-                let entry = existing.current;
-                let key = routes
-                    .get_key_value(route)
-                    .map_or(key, |(k, _)| Arc::clone(k));
-                Some(interned(&key, entry))
-            }
-        }
+        table.http.get_or_add(route, method)
+    }
+
+    /// A gRPC method (`package.Service/Method`) already admitted, without admitting it.
+    pub(crate) fn known_rpc_method(&self, method: &str) -> Option<Interned> {
+        self.inner.routes.rpc.get(method, RPC_SLOT)
+    }
+
+    /// Admits a gRPC method the application answered, or `None` once [`MAX_RPC_METHODS`] are
+    /// known. Which answers count is the caller's decision
+    /// ([`answered_by_application`](crate::classify::answered_by_application)).
+    pub(crate) fn admit_rpc_method(&self, method: &str) -> Option<Interned> {
+        self.inner.routes.rpc.get_or_add(method, RPC_SLOT)
     }
 }
 
@@ -183,9 +246,34 @@ mod tests {
             assert_eq!(route_id(&registry, "/one-too-many"), None);
         }
         assert_eq!(
-            registry.inner.next_route.load(Ordering::Relaxed) as usize,
+            registry.inner.routes.http.taken.load(Ordering::Relaxed) as usize,
             MAX_ROUTES
         );
         assert_eq!(route_id(&registry, "/r7"), Some(7));
+    }
+
+    #[test]
+    fn grpc_methods_have_a_budget_of_their_own() {
+        let registry = TenantRegistry::builder().build();
+        assert_eq!(route_id(&registry, "/orders"), Some(0));
+        for i in 0..MAX_RPC_METHODS {
+            let admitted = registry.admit_rpc_method(&format!("pkg.Svc/M{i}")).unwrap();
+            assert_eq!(
+                admitted.id as usize,
+                MAX_ROUTES + i,
+                "after the HTTP routes' ids"
+            );
+            assert_eq!(admitted.span_name, format!("pkg.Svc/M{i}"));
+        }
+        assert!(registry.admit_rpc_method("pkg.Svc/OneTooMany").is_none());
+        assert!(registry.known_rpc_method("pkg.Svc/OneTooMany").is_none());
+        assert_eq!(
+            registry.known_rpc_method("pkg.Svc/M3").unwrap().id as usize,
+            MAX_ROUTES + 3
+        );
+        // The full method table takes nothing from the HTTP routes.
+        assert_eq!(route_id(&registry, "/orders"), Some(0));
+        assert_eq!(route_id(&registry, "/items"), Some(1));
+        assert!(registry.known_rpc_method("/items").is_none());
     }
 }
