@@ -2,13 +2,52 @@
 //! reclaims gives its budget back, and the cap is the registry's, under `init()` and wired by
 //! hand. Asserted on the spans exported.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+use opentelemetry::trace::{SpanKind, TraceId};
+use opentelemetry::KeyValue;
+use opentelemetry_sdk::trace::{
+    InMemorySpanExporter, SamplingDecision, SdkTracerProvider, ShouldSample,
+};
 use tenant_otel::{Clock, Telemetry, TenantLayer, TenantRegistry, TenantSampler};
 use tower::{service_fn, Layer, ServiceExt};
+
+/// Counts the allocations of the calling thread, so tests running beside it do not count.
+struct CountingAllocator;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is passed on to the system allocator unchanged; counting touches only a
+// const-initialised thread-local, which never allocates.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
 
 /// One request of `tenant` through `layer`.
 async fn send(layer: &TenantLayer, tenant: &str) {
@@ -216,4 +255,46 @@ async fn a_standalone_sampler_forgets_tenants_of_past_intervals() {
     println!("standalone: kept {new} of 150 newcomers' traces");
     assert_eq!(kept_of(&kept, "flood-"), 1_000);
     assert_eq!(new, 150);
+}
+
+/// Following the registry costs a known tenant no allocation: deciding reads two lock-free maps.
+#[test]
+fn deciding_for_a_known_tenant_allocates_nothing() {
+    let registry = TenantRegistry::builder().max_tenants(10).build();
+    let sampler = TenantSampler::builder()
+        .floor(1)
+        .ratio(0.5)
+        .cap(u32::MAX)
+        .registry(&registry)
+        .build();
+    registry.resolve("acme").unwrap();
+    let attributes = [KeyValue::new("tenant.id", "acme")];
+    let decide = |n: u128| {
+        sampler
+            .should_sample(
+                None,
+                TraceId::from(n),
+                "GET /",
+                &SpanKind::Server,
+                &attributes,
+                &[],
+            )
+            .decision
+    };
+    // The first decision makes the tenant's budget and reads its ratio for the interval.
+    decide(1);
+    let before = allocations();
+    let kept = (2..2_002u128)
+        .filter(|&n| {
+            decide(n.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835))
+                == SamplingDecision::RecordAndSample
+        })
+        .count();
+    let allocated = allocations() - before;
+    assert_eq!(allocated, 0, "{allocated} allocations in 2,000 decisions");
+    // The ratio path ran: about half kept.
+    assert!(
+        (700..=1_300).contains(&kept),
+        "kept {kept} of 2,000 at ratio 0.5"
+    );
 }
