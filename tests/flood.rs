@@ -103,7 +103,10 @@ async fn the_prometheus_endpoint_sees_at_most_the_cap() {
 }
 
 /// Distinct `tenant.id` values of the duration histogram in the last export.
-fn exported_tenants(provider: &SdkMeterProvider, exporter: &InMemoryMetricExporter) -> usize {
+fn exported_tenants(
+    provider: &SdkMeterProvider,
+    exporter: &InMemoryMetricExporter,
+) -> BTreeSet<String> {
     exporter.reset();
     provider.force_flush().unwrap();
     let mut tenants = BTreeSet::new();
@@ -125,7 +128,7 @@ fn exported_tenants(provider: &SdkMeterProvider, exporter: &InMemoryMetricExport
             }
         }
     }
-    tenants.len()
+    tenants
 }
 
 #[tokio::test]
@@ -144,23 +147,31 @@ async fn delta_exports_with_reclaim_see_at_most_the_cap_per_interval() {
             .clock(clock.clone())
             .reclaim_idle_after(Duration::from_secs(1))
             .build();
-        exported_tenants(&provider, &exporter);
         let app = app(TenantLayer::builder()
             .registry(registry.clone())
             .source(source)
             .build());
-        let mut most = 0;
+        // No collection before the flood: the first export interval is held to the cap too.
+        let mut own_per_export = Vec::new();
         for i in 0..FLOOD {
             if i % 50 == 0 {
                 clock.advance(Duration::from_secs(2));
             }
             if i % 500 == 499 {
-                most = most.max(exported_tenants(&provider, &exporter));
+                let tenants = exported_tenants(&provider, &exporter);
+                assert!(tenants.len() <= CAP + 2, "{name}: {}", tenants.len());
+                own_per_export.push(tenants.iter().filter(|t| !t.starts_with("__")).count());
             }
             send(&app, request(&format!("flood-{i}"))).await;
         }
-        println!("{name}: at most {most} tenants in one export");
-        assert!(most <= CAP + 2, "{name}: {most}");
-        assert!(registry.len() <= CAP);
+        println!("{name}: tenants of their own per export {own_per_export:?}");
+        // 500 newcomers between two exports, far more than the cap: each export carries a full
+        // cap of them, never more.
+        assert_eq!(own_per_export.len(), FLOOD / 500, "{name}");
+        assert!(
+            own_per_export.iter().all(|&n| n == CAP),
+            "{name}: {own_per_export:?}"
+        );
+        assert!(registry.len() <= CAP && !registry.is_empty(), "{name}");
     }
 }

@@ -103,9 +103,11 @@ fn idle_tenants_give_their_slot_back_under_delta_temporality() {
     let provider = SdkMeterProvider::builder()
         .with_reader(PeriodicReader::builder(exporter.clone()).build())
         .build();
+    let clock = tenant_otel::Clock::manual();
     let registry = TenantRegistry::builder()
         .max_tenants(3)
         .meter_provider(&provider)
+        .clock(clock.clone())
         .reclaim_idle_after(Duration::from_millis(1000))
         .build();
     registry
@@ -122,7 +124,7 @@ fn idle_tenants_give_their_slot_back_under_delta_temporality() {
     assert_eq!(durations, set(&["__overflow__", "a", "b", "pinned"]));
     assert_eq!(active, set(&["__overflow__", "a", "b", "pinned"]));
 
-    std::thread::sleep(Duration::from_millis(1200));
+    clock.advance(Duration::from_millis(1200));
     // `a` went quiet: `c` takes its slot. `b` is busy and `pinned` registered: both stay.
     assert_eq!(request(&registry, "c"), "c");
     assert_eq!(labels(&registry), ["b", "c", "pinned"]);
@@ -135,7 +137,7 @@ fn idle_tenants_give_their_slot_back_under_delta_temporality() {
     assert_eq!(durations, set(&["c"]));
     assert_eq!(active, set(&["__overflow__", "b", "c", "pinned"]));
     // A tenant coming back later is admitted again; one sweep frees every idle slot at once.
-    std::thread::sleep(Duration::from_millis(1200));
+    clock.advance(Duration::from_millis(1200));
     registry.resolve("d").unwrap();
     registry.resolve("e").unwrap();
     assert_eq!(
@@ -148,9 +150,13 @@ fn idle_tenants_give_their_slot_back_under_delta_temporality() {
 
 #[test]
 fn without_reclaiming_a_slot_is_kept_for_good() {
-    let registry = TenantRegistry::builder().max_tenants(1).build();
+    let clock = tenant_otel::Clock::manual();
+    let registry = TenantRegistry::builder()
+        .max_tenants(1)
+        .clock(clock.clone())
+        .build();
     assert_eq!(request(&registry, "a"), "a");
-    std::thread::sleep(Duration::from_millis(50));
+    clock.advance(Duration::from_secs(3600));
     assert_eq!(request(&registry, "b"), "__overflow__");
 }
 
@@ -202,6 +208,89 @@ fn churned_tenants_never_exceed_the_cap_in_one_export_interval() {
         admitted_per_interval.iter().all(|&n| n == 100),
         "{admitted_per_interval:?}"
     );
+}
+
+/// The first export interval runs from start to the first collection: the cap bounds it too,
+/// however many tenants churned through before any reader collected.
+#[test]
+fn the_first_export_after_start_is_capped_too() {
+    let clock = tenant_otel::Clock::manual();
+    let exporter = InMemoryMetricExporterBuilder::new()
+        .with_temporality(Temporality::Delta)
+        .build();
+    let provider = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(exporter.clone()).build())
+        .build();
+    let registry = TenantRegistry::builder()
+        .max_tenants(100)
+        .meter_provider(&provider)
+        .clock(clock.clone())
+        .reclaim_idle_after(Duration::from_secs(1))
+        .build();
+    // 20,000 ids in waves of 100, each wave idle long enough to be reclaimed by the next, all
+    // before the periodic reader's first collection.
+    for wave in 0..200 {
+        clock.advance(Duration::from_secs(2));
+        for i in 0..100 {
+            request(&registry, &format!("w{wave}-{i}"));
+        }
+    }
+    let (durations, active) = exported_tenants(&provider, &exporter);
+    let own = durations.iter().filter(|t| !t.starts_with("__")).count();
+    println!(
+        "export #0: {own} tenant labels of their own, {} in all",
+        durations.len()
+    );
+    assert!(own > 0, "the first export carries the admitted tenants");
+    assert!(own <= 100, "{own} tenants in the first export");
+    assert!(durations.len() <= 102 && active.len() <= 102);
+    assert!(
+        durations.contains("__overflow__"),
+        "the rest went to overflow"
+    );
+
+    // The interval closed: the next one admits a full cap of newcomers again.
+    clock.advance(Duration::from_secs(2));
+    for i in 0..200 {
+        request(&registry, &format!("next-{i}"));
+    }
+    let (durations, _) = exported_tenants(&provider, &exporter);
+    let own = durations.iter().filter(|t| t.starts_with("next-")).count();
+    assert_eq!(own, 100, "{durations:?}");
+}
+
+/// A slot is held for the export that has not happened yet only where a reader will make it.
+#[test]
+fn a_slot_waits_for_the_next_collection_only_where_a_reader_collects() {
+    let exporter = InMemoryMetricExporterBuilder::new()
+        .with_temporality(Temporality::Delta)
+        .build();
+    let with_reader = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(exporter.clone()).build())
+        .build();
+    let without_reader = SdkMeterProvider::builder().build();
+    for (provider, read) in [(&with_reader, true), (&without_reader, false)] {
+        let clock = tenant_otel::Clock::manual();
+        let registry = TenantRegistry::builder()
+            .max_tenants(1)
+            .meter_provider(provider)
+            .clock(clock.clone())
+            .reclaim_idle_after(Duration::from_secs(1))
+            .build();
+        assert_eq!(request(&registry, "a"), "a");
+        clock.advance(Duration::from_secs(2));
+        let expected = if read { "__overflow__" } else { "b" };
+        assert_eq!(
+            request(&registry, "b"),
+            expected,
+            "read by a reader: {read}"
+        );
+        if read {
+            // The collection closes `a`'s interval: its slot is free again.
+            exported_tenants(provider, &exporter);
+            assert_eq!(request(&registry, "b"), "b");
+        }
+    }
 }
 
 #[test]

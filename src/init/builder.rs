@@ -135,8 +135,10 @@ impl TelemetryBuilder {
     }
 
     /// Samples traces with `sampler`, fair to small tenants (default: the SDK's, every trace
-    /// unless the caller's says otherwise). Tier ratios read the tiers tenants are registered
-    /// with in this registry. Metrics are never sampled.
+    /// unless the caller's says otherwise). The sampler follows this registry: the tenants it
+    /// admits (up to [`max_tenants`](Self::max_tenants)) each have a budget of their own, one it
+    /// reclaims gives its budget back, and tier ratios read the tiers registered here. Metrics
+    /// are never sampled.
     ///
     /// ```
     /// use tenant_otel::TenantSampler;
@@ -329,13 +331,11 @@ impl TelemetryBuilder {
         if let Some(build) = given {
             pipelines.spans = Some(build(Arc::clone(&pipelines.span_counts)));
         }
-        // The sampler reads tiers from the registry, which is built after the providers.
+        // The sampler follows the registry (its tenants, their tiers), which is built after the
+        // providers.
         let registry_cell = Arc::new(std::sync::OnceLock::<TenantRegistry>::new());
         if let Some(sampler) = &self.sampler {
-            let cell = Arc::clone(&registry_cell);
-            let sampler = sampler
-                .clone()
-                .with_tiers(Arc::new(move |id: &str| cell.get()?.tier_of(id)));
+            let sampler = sampler.clone().following(Arc::clone(&registry_cell));
             pipelines.tracer = pipelines.tracer.with_sampler(sampler);
         }
         #[cfg(feature = "prometheus")]

@@ -85,6 +85,16 @@ impl TenantRegistry {
         Tenant::sharing(TenantId::from_validated(id), &inner.overflow)
     }
 
+    /// True when `id` has a label of its own now. Never admits it, and is not activity: an idle
+    /// tenant asked about is still reclaimed.
+    pub(crate) fn is_admitted(&self, id: &str) -> bool {
+        self.inner
+            .tenants
+            .pin()
+            .get(id)
+            .is_some_and(|entry| !entry.is_retired())
+    }
+
     /// Looks `id` up for a request no route matched: a known tenant is itself, an unknown one is
     /// recorded under `__unknown__` (keeping its id on spans) and takes no slot. A scanner
     /// probing made-up paths must not use the cap up.

@@ -1,6 +1,6 @@
 //! [`TenantRegistryBuilder`]: the cap, the allowlist, the window, reclaim and objectives.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -97,17 +97,25 @@ impl TenantRegistryBuilder {
     /// seen, so the number of exported series would keep growing with every tenant that comes
     /// and goes, even though this registry stays within its cap.
     ///
+    /// A slot is reused only once the retired tenant's last series has been exported: at the
+    /// next metric collection if it recorded anything since the last one (the first interval,
+    /// before any collection, included), so no export carries more tenants than the cap. A
+    /// registry whose instruments no reader collects exports nothing, and gives slots back at
+    /// once.
+    ///
     /// ```
     /// use std::time::Duration;
-    /// use tenant_otel::TenantRegistry;
+    /// use tenant_otel::{Clock, TenantRegistry};
     ///
+    /// let clock = Clock::manual();
     /// let registry = TenantRegistry::builder()
     ///     .max_tenants(1)
-    ///     .reclaim_idle_after(Duration::from_millis(20))
+    ///     .clock(clock.clone())
+    ///     .reclaim_idle_after(Duration::from_secs(60))
     ///     .build();
     /// assert_eq!(registry.resolve("a").unwrap().metric_label(), "a");
     /// assert_eq!(registry.resolve("b").unwrap().metric_label(), "__overflow__");
-    /// std::thread::sleep(Duration::from_millis(30));
+    /// clock.advance(Duration::from_secs(61));
     /// assert_eq!(registry.resolve("b").unwrap().metric_label(), "b"); // `a` went quiet
     /// ```
     pub fn reclaim_idle_after(mut self, idle: Duration) -> Self {
@@ -214,6 +222,7 @@ impl TenantRegistryBuilder {
             last_sweep_ms: AtomicU64::new(0),
             collections: Arc::new(AtomicU64::new(0)),
             pending_release: AtomicUsize::new(0),
+            read_by_a_reader: AtomicBool::new(false),
             window: self.window,
             slo: self.slo.clone(),
             http: HttpInstruments::new(&meter),
@@ -221,6 +230,13 @@ impl TenantRegistryBuilder {
             operator: OperatorInstruments::new(&meter),
             _observers: register_observers(&meter, weak.clone()),
         });
+        // Each observable instrument's callback holds the registry weakly, and the SDK keeps a
+        // callback only for a meter with at least one reader that takes the instrument (a no-op
+        // meter, or an SDK provider without readers, drops it at once). So a weak reference
+        // left now means a reader will collect: nothing else has one yet.
+        inner
+            .read_by_a_reader
+            .store(Arc::weak_count(&inner) > 0, Ordering::Relaxed);
         let registry = TenantRegistry { inner };
         for id in self.allowlist.into_iter().flatten() {
             // Within the cap by construction; a reserved id cannot be a `TenantId`.

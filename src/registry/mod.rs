@@ -19,7 +19,7 @@ mod reclaim;
 mod routes;
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -112,6 +112,9 @@ struct Inner {
     /// Slots of tenants retired while still in the current export interval: given back at the
     /// next collection, so no interval carries more tenants than the cap.
     pending_release: AtomicUsize,
+    /// A metric reader collects this registry's instruments (set once, as it is built): only
+    /// then is there an export interval to hold a retired tenant's slot back for.
+    read_by_a_reader: AtomicBool,
     window: Duration,
     slo: SloPolicy,
     http: HttpInstruments,

@@ -107,11 +107,14 @@ impl Inner {
     /// Gives a removed tenant's slot back: now if it recorded nothing since the last metric
     /// collection, else at the next one. Reusing the slot at once would let one export
     /// interval carry the retired tenant's series and its successor's: under churn, many
-    /// times the cap in one export.
+    /// times the cap in one export. The first interval, from start to the first collection, is
+    /// one like the others.
     fn release(&self, entry: &TenantEntry) {
         let collections = self.collections.load(Ordering::Acquire);
-        // No reader has ever collected: there is no interval to keep within the cap.
-        if collections == 0 || entry.seen_collection.load(Ordering::Relaxed) < collections {
+        // Without a reader nothing is ever exported: no interval to keep within the cap, and no
+        // collection would ever give a held slot back.
+        let unread = !self.read_by_a_reader.load(Ordering::Relaxed);
+        if unread || entry.seen_collection.load(Ordering::Relaxed) < collections {
             self.admitted.fetch_sub(1, Ordering::AcqRel);
         } else {
             self.pending_release.fetch_add(1, Ordering::AcqRel);

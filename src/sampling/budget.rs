@@ -25,14 +25,19 @@ pub(super) enum Allowance {
 }
 
 impl Budget {
-    /// Where the tenant stands in `interval`, before this trace.
-    pub(super) fn allowance(&self, interval: u32, floor: u32, cap: u32) -> Allowance {
+    /// Traces kept in `interval`.
+    pub(super) fn kept_in(&self, interval: u32) -> u32 {
         let word = self.word.load(Ordering::Relaxed);
-        let kept = if (word >> 32) as u32 == interval {
+        if (word >> 32) as u32 == interval {
             word as u32
         } else {
             0
-        };
+        }
+    }
+
+    /// Where the tenant stands in `interval`, before this trace.
+    pub(super) fn allowance(&self, interval: u32, floor: u32, cap: u32) -> Allowance {
+        let kept = self.kept_in(interval);
         if kept < floor {
             Allowance::Floor
         } else if kept >= cap {

@@ -8,12 +8,14 @@
 //! the sampler decides.
 //!
 //! - `budget`: each tenant's traces kept in the current interval, one atomic word.
+//! - `tenants`: which tenants have a budget of their own (the registry's, when it follows one).
 
 mod budget;
+mod tenants;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use opentelemetry::baggage::BaggageExt;
@@ -22,12 +24,11 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::{SamplingDecision, SamplingResult, ShouldSample};
 
 use crate::instruments::semconv;
+use crate::registry::TenantRegistry;
 use crate::stats::Clock;
 use crate::tenant::{valid_in_baggage, validate_client_id};
 use budget::{Allowance, Budget};
-
-/// Looks a tenant's tier up (the registry's, when [`init`](fn@crate::init) wires it).
-type TierOf = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+use tenants::{Budgets, Tenants};
 
 /// A sampler ([`ShouldSample`]) that is fair to small tenants: per tenant and interval (a
 /// minute by default), the first `floor` root traces are kept, the rest at the tenant's ratio,
@@ -35,8 +36,14 @@ type TierOf = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 ///
 /// The tenant comes from the span's `tenant.id` attribute (the layer sets it before the span
 /// starts), else from the parent context's baggage. A span with a parent follows the parent's
-/// decision. State is one atomic word per tenant, bounded by `max_tenants` (past it, tenants
-/// share one budget); deciding takes no lock.
+/// decision. State is one atomic word per tenant; deciding takes no lock, and allocates nothing
+/// for a known tenant.
+///
+/// Which tenants have a budget of their own is the registry's call: under
+/// [`init`](fn@crate::init), or wired with [`TenantSamplerBuilder::registry`], exactly the
+/// tenants the registry admits (its cap, its allowlist) have one, a tenant it reclaims gives its
+/// budget back, and the rest (past the cap, `__overflow__` in metrics) share one budget.
+/// Without a registry, at most [`max_tenants`](TenantSamplerBuilder::max_tenants) have one.
 ///
 /// ```
 /// use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -53,12 +60,12 @@ type TierOf = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 /// ```
 ///
 /// [`TelemetryBuilder::sampler`](crate::TelemetryBuilder::sampler) sets it up under `init()`,
-/// with tiers read from the tenant registry.
+/// following the tenant registry `init()` builds.
 #[derive(Clone)]
 pub struct TenantSampler {
     inner: Arc<Inner>,
-    /// Kept beside the shared state: wiring tiers to a clone leaves the original alone.
-    tier_of: Option<TierOf>,
+    /// Whose tenants these are, and their tiers.
+    tenants: Tenants,
 }
 
 struct Inner {
@@ -68,9 +75,8 @@ struct Inner {
     ratio: f64,
     tier_ratios: HashMap<String, f64>,
     tenant_ratios: HashMap<String, f64>,
-    budgets: papaya::HashMap<Arc<str>, Budget, foldhash::fast::RandomState>,
-    max_tenants: usize,
-    /// Shared by the tenants past `max_tenants` and the spans without a tenant.
+    budgets: Budgets,
+    /// Shared by the tenants without a budget of their own and the spans without a tenant.
     shared: Budget,
     clock: Clock,
     epoch: Instant,
@@ -92,14 +98,15 @@ impl std::fmt::Debug for TenantSampler {
 
 impl TenantSampler {
     /// A builder with the defaults: floor 5, ratio 1.0 (keep all between floor and cap), cap
-    /// 600, per minute, 1000 tenants.
+    /// 600, per minute, no registry (1000 tenants).
     pub fn builder() -> TenantSamplerBuilder {
         TenantSamplerBuilder::default()
     }
 
-    /// Wires tier lookups (for [`TenantSamplerBuilder::tier_ratio`]) to `tier_of`.
-    pub(crate) fn with_tiers(mut self, tier_of: TierOf) -> Self {
-        self.tier_of = Some(tier_of);
+    /// Follows the registry `init()` puts in `registry` once it is built: its tenants, their
+    /// tiers.
+    pub(crate) fn following(mut self, registry: Arc<OnceLock<TenantRegistry>>) -> Self {
+        self.tenants = Tenants::Later(registry);
         self
     }
 
@@ -107,16 +114,15 @@ impl TenantSampler {
         let inner = &*self.inner;
         let elapsed = inner.clock.now().saturating_duration_since(inner.epoch);
         let interval = (elapsed.as_nanos() / inner.interval.as_nanos().max(1)) as u32;
-        let pinned = inner.budgets.pin();
-        let budget = match tenant {
-            Some(id) => match pinned.get(id) {
-                Some(b) => b,
-                None if pinned.len() < inner.max_tenants => {
-                    pinned.get_or_insert_with(Arc::from(id), Budget::default)
-                }
-                None => &inner.shared,
-            },
-            None => &inner.shared,
+        let guard = inner.budgets.guard();
+        let registry = self.tenants.registry();
+        let own =
+            tenant.and_then(|id| Some((id, inner.budgets.of(id, registry, interval, &guard)?)));
+        // The shared budget caches one ratio for all who share it: the default one, not that of
+        // whichever tenant happened to come first.
+        let (tenant, budget) = match own {
+            Some((id, budget)) => (Some(id), budget),
+            None => (None, &inner.shared),
         };
         match budget.allowance(interval, inner.floor, inner.cap) {
             Allowance::Floor => budget.keep(interval, inner.cap),
@@ -138,9 +144,9 @@ impl TenantSampler {
         if let Some(r) = inner.tenant_ratios.get(id) {
             return *r;
         }
-        self.tier_of
-            .as_ref()
-            .and_then(|tier_of| tier_of(id))
+        self.tenants
+            .registry()
+            .and_then(|registry| registry.tier_of(id))
             .and_then(|tier| inner.tier_ratios.get(&tier).copied())
             .unwrap_or(inner.ratio)
     }
@@ -218,6 +224,7 @@ pub struct TenantSamplerBuilder {
     tier_ratios: HashMap<String, f64>,
     tenant_ratios: HashMap<String, f64>,
     max_tenants: usize,
+    registry: Option<TenantRegistry>,
     clock: Clock,
 }
 
@@ -231,6 +238,7 @@ impl Default for TenantSamplerBuilder {
             tier_ratios: HashMap::new(),
             tenant_ratios: HashMap::new(),
             max_tenants: crate::registry::DEFAULT_MAX_TENANTS,
+            registry: None,
             clock: Clock::system(),
         }
     }
@@ -257,13 +265,15 @@ impl TenantSamplerBuilder {
         self
     }
 
-    /// The ratio of a tier's tenants (the tier they were registered with).
+    /// The ratio of a tier's tenants (the tier they were registered with, in the registry the
+    /// sampler follows).
     pub fn tier_ratio(mut self, tier: &str, ratio: f64) -> Self {
         self.tier_ratios.insert(tier.to_owned(), clamp(ratio));
         self
     }
 
-    /// The ratio of one tenant, over its tier's.
+    /// The ratio of one tenant, over its tier's (while it has a budget of its own; tenants that
+    /// share one share the default ratio).
     pub fn tenant_ratio(mut self, tenant: &str, ratio: f64) -> Self {
         self.tenant_ratios.insert(tenant.to_owned(), clamp(ratio));
         self
@@ -275,10 +285,36 @@ impl TenantSamplerBuilder {
         self
     }
 
-    /// Tenants with a budget of their own (default 1000, the registry's cap); the rest share
-    /// one.
+    /// Tenants with a budget of their own when the sampler follows no registry (default 1000);
+    /// the rest share one. A budget that has kept nothing in the current interval holds no
+    /// state, so once an interval a newcomer past the limit takes the place of such a tenant.
+    /// A sampler that follows a registry ([`registry`](Self::registry), or under
+    /// [`init`](fn@crate::init)) ignores this: the registry's cap and reclaim decide.
     pub fn max_tenants(mut self, max: usize) -> Self {
         self.max_tenants = max;
+        self
+    }
+
+    /// Follows `registry`: exactly the tenants it admits have a budget of their own (one it
+    /// reclaims gives its budget back), and tier ratios read the tiers registered there. Use the
+    /// registry the [`TenantLayer`](crate::TenantLayer) resolves tenants with. Under
+    /// [`init`](fn@crate::init), the sampler follows the registry `init()` builds instead.
+    ///
+    /// ```
+    /// use opentelemetry_sdk::trace::SdkTracerProvider;
+    /// use tenant_otel::{TenantLayer, TenantRegistry, TenantSampler};
+    ///
+    /// let registry = TenantRegistry::builder().max_tenants(5000).build();
+    /// let sampler = TenantSampler::builder().floor(5).ratio(0.01).registry(&registry).build();
+    /// let provider = SdkTracerProvider::builder().with_sampler(sampler).build();
+    /// let layer = TenantLayer::builder()
+    ///     .registry(registry)
+    ///     .tracer_provider(&provider)
+    ///     .build();
+    /// # let _ = layer;
+    /// ```
+    pub fn registry(mut self, registry: &TenantRegistry) -> Self {
+        self.registry = Some(registry.clone());
         self
     }
 
@@ -299,13 +335,15 @@ impl TenantSamplerBuilder {
                 ratio: self.ratio,
                 tier_ratios: self.tier_ratios,
                 tenant_ratios: self.tenant_ratios,
-                budgets: papaya::HashMap::default(),
-                max_tenants: self.max_tenants,
+                budgets: Budgets::new(self.max_tenants),
                 shared: Budget::default(),
                 clock: self.clock,
                 epoch,
             }),
-            tier_of: None,
+            tenants: match self.registry {
+                Some(registry) => Tenants::Registry(registry),
+                None => Tenants::Own,
+            },
         }
     }
 }
