@@ -2,16 +2,24 @@
 //!
 //! `POST /query` answers a question in two steps, retrieval and an LLM call, each a child span
 //! of the request's server span; the tenant comes from `x-tenant-id` (400 with a JSON error
-//! without a valid one). Simulation knobs: `?latency_ms=N` (how long the LLM takes) and
-//! `?fail=true`. The operator's endpoints sit outside the tenant layer: `GET /tenants` and
-//! `GET /tenants/{id}` (the in-process view, with the SLA and the alerts firing), `GET /metrics`
-//! (Prometheus text), `GET /health` (neither traced nor counted).
+//! without a valid one). The operator's endpoints sit outside the tenant layer: `GET /tenants`
+//! and `GET /tenants/{id}` (the in-process view, with the SLA and the alerts firing),
+//! `GET /metrics` (Prometheus text), `GET /health` (neither traced nor counted).
+//!
+//! Each query says how it goes, so one tenant can be made to fail or to crawl while the others
+//! stay healthy: `?fail=true` makes the LLM call fail (the answer is a 502), `?latency_ms=N`
+//! makes it take N ms (default 50). `--help` shows the same.
 //!
 //! ```sh
 //! cargo run --example rag_service -- --addr 127.0.0.1:8000
-//! curl -s -XPOST localhost:8000/query -H 'x-tenant-id: acme' -d '{"question":"what is RAG?"}'
+//! q='{"question":"what is RAG?"}'; json='content-type: application/json'
+//! curl -s -XPOST localhost:8000/query -H 'x-tenant-id: acme' -H "$json" -d "$q"
+//! curl -s -XPOST 'localhost:8000/query?fail=true' -H 'x-tenant-id: globex' -H "$json" -d "$q"
 //! curl -s localhost:8000/tenants/acme
 //! ```
+//!
+//! The first line on standard output is `listening on http://ADDR`: with `--addr 127.0.0.1:0`
+//! the system picks a free port, and a script reads which from that line.
 //!
 //! With `OTEL_EXPORTER_OTLP_ENDPOINT` set, traces, metrics and logs go to that collector too.
 //! Ctrl-C or SIGTERM stops it after the requests in flight, and flushes all telemetry.
@@ -29,9 +37,12 @@ use tenant_otel::{AlertEvent, QueryOutcome, Telemetry, Tenant, TenantInfo, Tenan
 use tracing::Instrument;
 
 #[derive(Parser)]
-#[command(about = "A multi-tenant RAG service instrumented with tenant-otel")]
+#[command(
+    about = "A multi-tenant RAG service instrumented with tenant-otel",
+    after_help = KNOBS
+)]
 struct Args {
-    /// Where to listen.
+    /// Where to listen (port 0: any free port; the first line printed says which).
     #[arg(long, default_value = "127.0.0.1:8000")]
     addr: String,
     /// A tenant's tier, as `TENANT=TIER` (repeatable): exported in `tenant.info`, it picks the
@@ -48,6 +59,21 @@ struct Args {
 /// a CLIENT span, carries the current trace and tenant, and is timed in
 /// `http.client.request.duration` by tenant.
 type Downstream = reqwest_middleware::ClientWithMiddleware;
+
+/// What `--help` says after the options: the per-query knobs that make a tenant fail or slow.
+const KNOBS: &str = "\
+Each query says how it goes (query parameters of POST /query):
+  fail=true       the LLM call fails: 502, counted as a failed query of that tenant
+  latency_ms=N    the LLM call takes N ms (default 50)
+
+Make one tenant fail while another stays healthy:
+  q='{\"question\":\"what is RAG?\"}'; json='content-type: application/json'
+  curl -XPOST 'localhost:8000/query?fail=true' -H 'x-tenant-id: globex' -H \"$json\" -d \"$q\"
+  curl -XPOST 'localhost:8000/query' -H 'x-tenant-id: acme' -H \"$json\" -d \"$q\"
+  curl localhost:8000/tenants/globex      # success rate, SLA, the alerts firing
+
+Endpoints: POST /query (needs x-tenant-id), GET /tenants, GET /tenants/{id}, GET /metrics,
+GET /health. OTEL_EXPORTER_OTLP_ENDPOINT set: traces, metrics and logs go there too.";
 
 fn tenant_tier(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
@@ -115,6 +141,11 @@ async fn query(
         .await;
     match generated {
         Ok((answer, tokens)) => {
+            tracing::info!(
+                rag.documents = as_i64(documents),
+                llm.tokens = as_i64(tokens),
+                "query answered"
+            );
             guard.end(
                 QueryOutcome::success()
                     .docs_retrieved(documents)
@@ -147,7 +178,8 @@ async fn retrieve(question: &str, store: Option<(String, Downstream)>) -> u64 {
         None => tokio::time::sleep(Duration::from_millis(5)).await,
     }
     let documents = 3 + (question.len() as u64 % 5);
-    tracing::Span::current().record("rag.documents", documents);
+    // As i64: tracing-opentelemetry 0.34 exports a u64 field as a string.
+    tracing::Span::current().record("rag.documents", as_i64(documents));
     documents
 }
 
@@ -162,8 +194,13 @@ async fn generate(
         return Err("the LLM provider returned an error");
     }
     let tokens = 100 + 20 * documents + question.len() as u64;
-    tracing::Span::current().record("llm.tokens", tokens);
+    tracing::Span::current().record("llm.tokens", as_i64(tokens));
     Ok((format!("an answer from {documents} documents"), tokens))
+}
+
+/// A count as an OTel integer attribute (`IntValue`), which is signed.
+fn as_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
@@ -291,7 +328,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ));
 
     let listener = tokio::net::TcpListener::bind(&args.addr).await?;
-    tracing::info!("listening on http://{}", listener.local_addr()?);
+    // On stdout, first, for scripts and tests that asked for port 0.
+    println!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, router)
         .with_graceful_shutdown(tenant_otel::shutdown_signal())
         .await?;

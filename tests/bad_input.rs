@@ -42,7 +42,10 @@ async fn missing_empty_invalid_and_oversized_ids_get_a_clear_400() {
 
     let (status, msg) = send(&app, Request::get("/").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(msg, "missing tenant id: expected header `x-tenant-id`");
+    assert_eq!(
+        msg,
+        "missing tenant id: expected header `x-tenant-id` or baggage entry `tenant.id`"
+    );
 
     let cases: Vec<(HeaderValue, &str)> = vec![
         (HeaderValue::from_static(""), "tenant id is empty"),
@@ -205,13 +208,44 @@ async fn hostile_baggage_is_bounded_and_never_believed_over_a_trusted_header() {
 }
 
 #[tokio::test]
-async fn untrusted_baggage_is_ignored_by_default() {
-    // The default chain is the header alone: baggage cannot name a tenant.
-    let app = app(TenantLayer::new());
-    let mut req = Request::get("/").body(Body::empty()).unwrap();
+async fn baggage_names_the_tenant_only_where_callers_are_trusted() {
+    let baggage_only = || {
+        let mut req = Request::get("/").body(Body::empty()).unwrap();
+        req.headers_mut()
+            .insert("baggage", HeaderValue::from_static("tenant.id=payroll"));
+        req
+    };
+    // The default chain: the header, then the baggage of a trusted caller (an internal
+    // service, as the defaults assume).
+    let internal = app(TenantLayer::new());
+    assert_eq!(
+        send(&internal, baggage_only()).await,
+        (StatusCode::OK, "payroll".to_owned())
+    );
+    // At a public edge, and where callers' baggage is dropped, the header alone.
+    for layer in [
+        TenantLayer::builder().untrusted_trace_context().build(),
+        TenantLayer::builder().drop_inbound_baggage().build(),
+    ] {
+        let (status, msg) = send(&app(layer), baggage_only()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(msg, "missing tenant id: expected header `x-tenant-id`");
+    }
+    // Trusted only for some callers: the others' baggage is gone before any source reads it.
+    let gated = app(TenantLayer::builder()
+        .trust_trace_context_if(|head| head.headers.contains_key("x-gateway"))
+        .build());
+    assert_eq!(
+        send(&gated, baggage_only()).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    let mut req = baggage_only();
     req.headers_mut()
-        .insert("baggage", HeaderValue::from_static("tenant.id=payroll"));
-    assert_eq!(send(&app, req).await.0, StatusCode::BAD_REQUEST);
+        .insert("x-gateway", HeaderValue::from_static("1"));
+    assert_eq!(
+        send(&gated, req).await,
+        (StatusCode::OK, "payroll".to_owned())
+    );
 }
 
 #[tokio::test]
@@ -226,7 +260,7 @@ async fn grpc_callers_get_invalid_argument() {
     assert_eq!(res.headers()["grpc-status"], "3");
     assert_eq!(
         res.headers()["grpc-message"],
-        "missing tenant id: expected header `x-tenant-id`"
+        "missing tenant id: expected header `x-tenant-id` or baggage entry `tenant.id`"
     );
 }
 

@@ -3,7 +3,6 @@
 //! tonic server; `tenant.id` on each, parents right, client durations labelled by tenant.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::routing::get;
@@ -19,7 +18,7 @@ use tenant_otel::{ClientLayer, TenantLayer, TenantSource};
 use tower::Layer;
 
 mod common;
-use common::{pipeline, span_attr as attr, Pipeline};
+use common::{count_kind, pipeline, serve, span_attr as attr, spans_when, Pipeline};
 
 impl Pipeline {
     fn server_layer(&self, source: TenantSource) -> TenantLayer {
@@ -62,13 +61,6 @@ impl Pipeline {
         }
         points
     }
-}
-
-async fn serve(app: Router) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
 }
 
 type Hyper = tenant_otel::ClientService<
@@ -142,10 +134,13 @@ async fn http_server_to_client_span_to_the_next_service() {
         .await
         .unwrap();
     assert_eq!(res.text().await.unwrap(), "acme+acme");
-    // B's spans end with their bodies, which the client has read by now; A's with its own.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-
-    let spans = p.spans.get_finished_spans().unwrap();
+    // A's server span, two CLIENT spans, B's two server spans.
+    let spans = spans_when(
+        &p.spans,
+        || {},
+        |s| count_kind(s, SpanKind::Server) >= 3 && count_kind(s, SpanKind::Client) >= 2,
+    )
+    .await;
     let a_server = spans
         .iter()
         .find(|s| s.span_kind == SpanKind::Server && s.name == "GET /a")
@@ -295,9 +290,12 @@ async fn a_tonic_client_span_is_the_parent_of_the_server_span() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-
-    let spans = p.spans.get_finished_spans().unwrap();
+    let spans = spans_when(
+        &p.spans,
+        || {},
+        |s| count_kind(s, SpanKind::Server) >= 2 && count_kind(s, SpanKind::Client) >= 2,
+    )
+    .await;
     let clients: Vec<&SpanData> = spans
         .iter()
         .filter(|s| s.span_kind == SpanKind::Client)

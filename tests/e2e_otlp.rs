@@ -1,15 +1,16 @@
-//! `examples/rag_service` exporting over OTLP to a real collector process (`rotel-agent`, from
-//! `pip install rotel`, which logs what it decodes), over gRPC and over HTTP/protobuf: one query
-//! with a caller's `traceparent`, then SIGTERM; the server span and its child spans carry the
-//! tenant and the caller's trace, the log record the tenant, the metrics the tenant label, and
-//! the downstream call rag_service makes carries the trace and the tenant in its baggage.
+//! `examples/rag_service` exporting over OTLP to a real collector process (`rotel-agent`, which
+//! logs what it decodes), over gRPC and over HTTP/protobuf: one query with a caller's
+//! `traceparent`, then SIGTERM; the server span and its child spans carry the tenant and the
+//! caller's trace, the log records the tenant and the time they were made, counts arrive as
+//! integers, the metrics carry the tenant label, and the downstream call rag_service makes
+//! carries the trace and the tenant in its baggage.
 
+mod common;
 mod processes;
 
-use processes::{example, first_query, free_port, Collector, Process};
+use processes::{first_query, rag_service, sections, Collector};
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use std::sync::{Arc, Mutex};
 
@@ -20,7 +21,6 @@ use axum::Router;
 const TRACE_ID: &str = "5bf92f3577b34da6a3ce929d0e0e4736";
 
 async fn export_over(protocol: &str) {
-    let service_port = free_port();
     let agent = Collector::start();
     let port = if protocol == "grpc" {
         agent.grpc_port
@@ -43,26 +43,20 @@ async fn export_over(protocol: &str) {
                 ),
             )
             .with_state(Arc::clone(&seen));
-    let store_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let store_addr = store_listener.local_addr().unwrap();
-    let store_server = tokio::spawn(async move { axum::serve(store_listener, store).await });
+    let store_addr = common::serve(store).await;
 
-    let mut service = Process(
-        Command::new(example("rag_service"))
-            .args(["--addr", &format!("127.0.0.1:{service_port}")])
-            .args(["--vector-store", &format!("http://{store_addr}")])
+    let (mut service, addr) = rag_service(|cmd| {
+        cmd.args(["--vector-store", &format!("http://{store_addr}")])
             .env(
                 "OTEL_EXPORTER_OTLP_ENDPOINT",
                 format!("http://127.0.0.1:{port}"),
             )
-            .env("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    assert_eq!(first_query(service_port, "acme", TRACE_ID).await.0, 200);
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", protocol);
+    });
+    let before = SystemTime::now();
+    assert_eq!(first_query(addr, "acme", TRACE_ID).await.0, 200);
     assert!(service.stop_with("TERM").await.success());
+    let after = SystemTime::now();
     // The downstream call carried the trace and the tenant.
     let headers = seen
         .lock()
@@ -73,23 +67,26 @@ async fn export_over(protocol: &str) {
     assert!(traceparent.contains(TRACE_ID), "{traceparent}");
     let baggage = headers["baggage"].to_str().unwrap();
     assert!(baggage.contains("tenant.id=acme"), "{baggage}");
-    store_server.abort();
 
-    // Let the agent log the last batches, then read what it decoded.
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let out = agent.output();
-
-    for expected in [
+    // The service flushed everything before it exited; the agent logs it as it decodes it.
+    let expected = [
         "POST /query",
         "retrieval",
         "llm.generate",
         TRACE_ID,
         "-> tenant.id: Str(acme)",
         "query received",
+        "query answered",
         "http.server.request.duration",
         "rag.queries",
         "-> service.name: Str(rag-service)",
-    ] {
+    ];
+    agent.wait_for(Duration::from_secs(20), |out| {
+        expected.iter().all(|e| out.contains(e))
+    });
+    let out = agent.output();
+
+    for expected in expected {
         assert!(
             out.contains(expected),
             "{protocol}: no {expected:?} in\n{out}"
@@ -101,6 +98,58 @@ async fn export_over(protocol: &str) {
         out.matches("-> tenant.id: Str(acme)").count() >= 5,
         "{protocol}:\n{out}"
     );
+
+    // Counts are integers, on the spans and on the log record alike.
+    for key in ["rag.documents", "llm.tokens"] {
+        let on_spans = sections(&out, "ResourceSpans");
+        let on_logs = sections(&out, "ResourceLog");
+        for (signal, text) in [("span", &on_spans), ("log", &on_logs)] {
+            let n = integer_attribute(text, key)
+                .unwrap_or_else(|| panic!("{protocol}: no integer {key} on a {signal}:\n{text}"));
+            assert!((1..=10_000).contains(&n), "{protocol}: {key}={n}");
+        }
+    }
+    // Every log record says when it was made: between the query and the end of the service.
+    let logs = sections(&out, "ResourceLog");
+    let times = log_timestamps(&logs);
+    assert!(
+        times.len() >= 2,
+        "{protocol}: the records' times in\n{logs}"
+    );
+    let since_epoch = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap();
+    let (lo, hi) = (
+        since_epoch(before) - Duration::from_secs(1),
+        since_epoch(after) + Duration::from_secs(1),
+    );
+    for t in times {
+        assert!(
+            t >= lo && t <= hi,
+            "{protocol}: a record made at {t:?} since the epoch, not within [{lo:?}, {hi:?}]:\n{logs}"
+        );
+    }
+}
+
+/// The value of `-> KEY: Int(N)` in the agent's log, if the key is there as an integer.
+fn integer_attribute(text: &str, key: &str) -> Option<i64> {
+    let marker = format!("-> {key}: Int(");
+    let start = text.find(&marker)? + marker.len();
+    let rest = &text[start..];
+    rest[..rest.find(')')?].parse().ok()
+}
+
+/// The event time of each log record in the agent's log, as time since the epoch.
+fn log_timestamps(logs: &str) -> Vec<Duration> {
+    logs.lines()
+        .filter_map(|l| l.trim().strip_prefix("Timestamp: "))
+        .map(|t| {
+            // Nanoseconds since the epoch, as the agent prints them.
+            let nanos: u64 = t
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("a timestamp? {t:?}"));
+            Duration::from_nanos(nanos)
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,19 +1,17 @@
-//! OTLP over HTTP/protobuf into a real collector process (`rotel-agent`, from `pip install
-//! rotel`), which decodes what arrives and logs it.
+//! OTLP over HTTP/protobuf into a real collector process (`rotel-agent`), which decodes what
+//! arrives and logs it.
 
+mod common;
 mod processes;
 
-use processes::Collector;
+use common::{get_ok, work_app};
+use processes::{sections, Collector};
 
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
-use http::Request;
-use http_body_util::BodyExt;
 use tenant_otel::{Protocol, Telemetry};
-use tower::ServiceExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_metrics_and_logs_arrive_over_http_protobuf() {
@@ -32,24 +30,20 @@ async fn spans_metrics_and_logs_arrive_over_http_protobuf() {
         .route("/reports/{id}", get(|| async { "report" }))
         .layer(telemetry.layer());
     for _ in 0..3 {
-        let res = app
-            .clone()
-            .oneshot(
-                Request::get("/reports/9")
-                    .header("x-tenant-id", "finance")
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        res.into_body().collect().await.unwrap();
+        assert_eq!(get_ok(&app, "/reports/9", "finance").await, "report");
     }
     tokio::task::spawn_blocking(move || telemetry.shutdown().unwrap())
         .await
         .unwrap();
 
-    // Give the agent a moment to log the last batch, then stop it and read what it decoded.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The agent logs each batch as it decodes it: wait for the spans and the metrics.
+    agent.wait_for(Duration::from_secs(20), |out| {
+        sections(out, "ResourceSpans")
+            .matches("-> tenant.id: Str(finance)")
+            .count()
+            >= 3
+            && sections(out, "ResourceMetrics").contains("-> tenant.id: Str(finance)")
+    });
     let out = agent.output();
     assert!(out.contains("ResourceSpans"), "{out}");
     assert!(out.contains("GET /reports/{id}"), "{out}");
@@ -68,25 +62,6 @@ async fn spans_metrics_and_logs_arrive_over_http_protobuf() {
         "{out}"
     );
     assert!(metrics_part.contains("-> tenant.id: Str(finance)"), "{out}");
-}
-
-/// Every section of the agent's log that starts with `kind` (`ResourceSpans`, `ResourceMetrics`),
-/// each up to the next section of any kind.
-fn sections(out: &str, kind: &str) -> String {
-    const KINDS: [&str; 3] = ["ResourceSpans", "ResourceMetrics", "ResourceLogs"];
-    let mut found = String::new();
-    let mut rest = out;
-    while let Some(start) = rest.find(kind) {
-        let body = &rest[start + kind.len()..];
-        let end = KINDS
-            .iter()
-            .filter_map(|k| body.find(k))
-            .min()
-            .unwrap_or(body.len());
-        found.push_str(&body[..end]);
-        rest = &body[end..];
-    }
-    found
 }
 
 /// Over HTTP/protobuf too: a collector that is down, then back, gets the spans made after it
@@ -112,24 +87,10 @@ async fn http_export_resumes_after_an_outage_and_waits_for_a_slow_collector() {
             .without_alert_task()
             .init()
             .unwrap();
-        let app = Router::new()
-            .route("/work", get(|| async { "done" }))
-            .layer(telemetry.layer());
-        let serve = |tenant: &'static str| {
-            let app = app.clone();
-            async move {
-                let req = Request::get("/work")
-                    .header("x-tenant-id", tenant)
-                    .body(Body::empty())
-                    .unwrap();
-                let res = app.oneshot(req).await.unwrap();
-                assert_eq!(res.status(), 200);
-                res.into_body().collect().await.unwrap();
-            }
-        };
+        let app = work_app(&telemetry);
         if let Some(before) = before {
             for _ in 0..5 {
-                serve(before).await;
+                get_ok(&app, "/work", before).await;
             }
             let provider = telemetry.tracer_provider().clone();
             let failed = tokio::task::spawn_blocking(move || provider.force_flush())
@@ -139,7 +100,7 @@ async fn http_export_resumes_after_an_outage_and_waits_for_a_slow_collector() {
             relay.set_up(true);
         }
         for _ in 0..5 {
-            serve(after).await;
+            get_ok(&app, "/work", after).await;
         }
         tokio::task::spawn_blocking(move || telemetry.shutdown())
             .await
@@ -147,7 +108,14 @@ async fn http_export_resumes_after_an_outage_and_waits_for_a_slow_collector() {
             .unwrap();
     }
 
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let count = |out: &str, tenant: &str| {
+        sections(out, "ResourceSpans")
+            .matches(&format!("-> tenant.id: Str({tenant})"))
+            .count()
+    };
+    agent.wait_for(Duration::from_secs(20), |out| {
+        count(out, "after-restart") >= 5 && count(out, "slow-collector") >= 5
+    });
     let out = agent.output();
     let spans = sections(&out, "ResourceSpans");
     for tenant in ["after-restart", "slow-collector"] {

@@ -11,7 +11,7 @@ use http::{HeaderValue, Request, StatusCode};
 use http_body_util::BodyExt;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use tenant_otel::{InvalidTenantId, Tenant, TenantId, TenantLayer, TenantRegistry};
+use tenant_otel::{InvalidTenantId, Tenant, TenantId, TenantLayer, TenantRegistry, TenantSource};
 use tower::ServiceExt;
 
 const CASES: u32 = 256;
@@ -104,7 +104,14 @@ fn any_tenant_header_gets_its_own_id_or_a_clear_400_and_the_cap_holds() {
                 format!("{}|{}|{}", t.id(), current, t.is_overflow())
             }),
         )
-        .layer(TenantLayer::builder().registry(registry.clone()).build());
+        // The header alone: this property is about the header (without one, the default chain
+        // would take a trusted caller's baggage, which the baggage properties cover).
+        .layer(
+            TenantLayer::builder()
+                .source(TenantSource::header("x-tenant-id"))
+                .registry(registry.clone())
+                .build(),
+        );
 
     let strategy = (
         proptest::option::weighted(0.9, tenant_value()),

@@ -5,31 +5,23 @@
 mod common;
 mod processes;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::attr;
 use fake_opentelemetry_collector::FakeCollectorServer;
-use processes::{example, first_query, free_port, Process};
+use processes::{first_query, rag_service};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
 async fn stop_and_collect(signal: &str) {
     let mut collector = FakeCollectorServer::start().await.unwrap();
-    let port = free_port();
-    let mut service = Process(
-        Command::new(example("rag_service"))
-            .args(["--addr", &format!("127.0.0.1:{port}")])
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint())
+    let (mut service, addr) = rag_service(|cmd| {
+        cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint())
             .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-            .env("OTEL_SERVICE_NAME", "rag-service-under-test")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+            .env("OTEL_SERVICE_NAME", "rag-service-under-test");
+    });
 
-    let (status, body) = first_query(port, "acme", TRACE_ID).await;
+    let (status, body) = first_query(addr, "acme", TRACE_ID).await;
     assert_eq!(status, 200);
     assert!(body.contains("\"tenant\":\"acme\""));
 
@@ -55,7 +47,15 @@ async fn stop_and_collect(signal: &str) {
         assert_eq!(span.trace_id, TRACE_ID);
         assert_eq!(attr(&span.attributes, "tenant.id").as_deref(), Some("acme"));
     }
-    let logs = collector.exported_logs(1, Duration::from_secs(5)).await;
+    // Counts are integers on the wire, not their text.
+    for (span, key) in [
+        ("retrieval", "rag.documents"),
+        ("llm.generate", "llm.tokens"),
+    ] {
+        let span = spans.iter().find(|s| s.name == span).unwrap();
+        assert_integer(&span.attributes, key, span.name.as_ref());
+    }
+    let logs = collector.exported_logs(2, Duration::from_secs(5)).await;
     let log = logs
         .iter()
         .find(|l| {
@@ -66,6 +66,17 @@ async fn stop_and_collect(signal: &str) {
         .unwrap_or_else(|| panic!("no log record in {logs:?}"));
     assert_eq!(attr(&log.attributes, "tenant.id").as_deref(), Some("acme"));
     assert_eq!(log.trace_id, TRACE_ID);
+    let answered = logs
+        .iter()
+        .find(|l| {
+            l.body
+                .as_deref()
+                .is_some_and(|b| b.contains("query answered"))
+        })
+        .unwrap_or_else(|| panic!("no `query answered` record in {logs:?}"));
+    for key in ["rag.documents", "llm.tokens"] {
+        assert_integer(&answered.attributes, key, "query answered");
+    }
     let metrics = collector.exported_metrics(1, Duration::from_secs(5)).await;
     let names: Vec<String> = metrics
         .iter()
@@ -77,6 +88,17 @@ async fn stop_and_collect(signal: &str) {
             "{expected} not among {names:?}"
         );
     }
+}
+
+/// The attribute `key` arrived as an integer (`IntValue`) between 1 and 10,000: a count of
+/// documents or tokens, not the text of one.
+fn assert_integer(attributes: &std::collections::BTreeMap<String, String>, key: &str, of: &str) {
+    let raw = attributes
+        .get(key)
+        .unwrap_or_else(|| panic!("no {key} on {of}: {attributes:?}"));
+    assert!(raw.contains("IntValue("), "{of}: {key} is {raw}");
+    let n: i64 = attr(attributes, key).unwrap().parse().unwrap();
+    assert!((1..=10_000).contains(&n), "{of}: {key}={n}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -110,8 +110,10 @@ impl Tracer {
 }
 
 impl TenantLayer {
-    /// A layer with the defaults: the tenant from header `x-tenant-id`, requests without one
-    /// rejected, the global tracer and meter providers, W3C trace context and baggage.
+    /// A layer with the defaults: the tenant from header `x-tenant-id`, else from the
+    /// `tenant.id` entry of the caller's W3C baggage (what [`ClientLayer`](crate::ClientLayer)
+    /// sends), requests without one rejected, the global tracer and meter providers, W3C trace
+    /// context and baggage.
     pub fn new() -> Self {
         TenantLayer::builder().build()
     }
@@ -175,7 +177,11 @@ pub struct TenantLayerBuilder {
 
 impl TenantLayerBuilder {
     /// Adds a source to the chain; the first source that finds a value decides. With no source
-    /// given, the chain is header `x-tenant-id` alone.
+    /// given, the chain is header `x-tenant-id`, then the caller's baggage entry `tenant.id`
+    /// (left out with [`untrusted_trace_context`](Self::untrusted_trace_context) or
+    /// [`drop_inbound_baggage`](Self::drop_inbound_baggage); with
+    /// [`trust_trace_context_if`](Self::trust_trace_context_if), read only from the callers it
+    /// trusts).
     pub fn source(mut self, source: TenantSource) -> Self {
         self.sources.push(source);
         self
@@ -335,7 +341,8 @@ impl TenantLayerBuilder {
     /// Builds the layer.
     pub fn build(self) -> TenantLayer {
         let sources = if self.sources.is_empty() {
-            vec![TenantSource::header("x-tenant-id")]
+            let public = matches!(self.trust, Some(Trust::None));
+            TenantSource::default_chain(!public && !self.drop_inbound_baggage)
         } else {
             self.sources
         };

@@ -96,8 +96,27 @@ impl TenantSource {
     ///
     /// Baggage is set by the caller: use it only where callers are trusted (service-to-service
     /// traffic behind a gateway that sets it), never as the only source of a public endpoint.
+    /// A layer that does not trust a caller's trace context
+    /// ([`untrusted_trace_context`](crate::TenantLayerBuilder::untrusted_trace_context), or a
+    /// caller [`trust_trace_context_if`](crate::TenantLayerBuilder::trust_trace_context_if)
+    /// turns down) drops the caller's baggage first, so this source finds nothing there.
     pub fn baggage() -> Self {
         TenantSource(Kind::Baggage)
+    }
+
+    /// The chain of a layer given no source: header `x-tenant-id`, then, where the layer
+    /// passes callers' baggage on, the `tenant.id` baggage entry, which is what
+    /// [`ClientLayer`](crate::ClientLayer) and [`PropagateLayer`](crate::PropagateLayer) send.
+    /// So a service called by another one through them sees the caller's tenant with the
+    /// defaults on both sides. Baggage is believed no more than the header (a client can send
+    /// either), it comes second (the header decides when both are there), and a caller whose
+    /// trace context the layer does not trust has its baggage dropped before any source runs.
+    pub(crate) fn default_chain(with_baggage: bool) -> Vec<TenantSource> {
+        let mut chain = vec![TenantSource::header("x-tenant-id")];
+        if with_baggage {
+            chain.push(TenantSource::baggage());
+        }
+        chain
     }
 
     /// The path segment at `index`, counting from 0 and skipping empty segments (`//`):

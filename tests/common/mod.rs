@@ -176,3 +176,66 @@ pub fn span_attr(span: &opentelemetry_sdk::trace::SpanData, key: &str) -> Option
         .find(|kv| kv.key.as_str() == key)
         .map(|kv| kv.value.to_string())
 }
+
+/// Reads the finished spans until `done` holds for them (10 s at most) and returns them;
+/// `flush` runs before each read, for exporters behind a batch processor. Spans end with their
+/// response bodies, a moment after the client has read them: this waits for that moment
+/// instead of guessing its length.
+pub async fn spans_when(
+    exporter: &opentelemetry_sdk::trace::InMemorySpanExporter,
+    flush: impl Fn(),
+    done: impl Fn(&[opentelemetry_sdk::trace::SpanData]) -> bool,
+) -> Vec<opentelemetry_sdk::trace::SpanData> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        flush();
+        let spans = exporter.get_finished_spans().unwrap();
+        if done(&spans) || Instant::now() > deadline {
+            return spans;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Spans of `kind` among `spans`.
+pub fn count_kind(
+    spans: &[opentelemetry_sdk::trace::SpanData],
+    kind: opentelemetry::trace::SpanKind,
+) -> usize {
+    spans.iter().filter(|s| s.span_kind == kind).count()
+}
+
+/// Serves `app` on a loopback port the system picks (no port is guessed, so none can be taken
+/// meanwhile) and returns its address.
+pub async fn serve(app: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// `GET path` for `tenant` (`x-tenant-id`) through `app`, in process; asserts a 200 and returns
+/// the body, read to its end (where the server span ends).
+pub async fn get_ok(app: &axum::Router, path: &str, tenant: &str) -> String {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let req = http::Request::get(path)
+        .header("x-tenant-id", tenant)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(
+        res.status(),
+        http::StatusCode::OK,
+        "GET {path} for {tenant}"
+    );
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// The router of the export tests: `GET /work` answers `done`, behind `telemetry.layer()`.
+pub fn work_app(telemetry: &Telemetry) -> axum::Router {
+    axum::Router::new()
+        .route("/work", axum::routing::get(|| async { "done" }))
+        .layer(telemetry.layer())
+}

@@ -2,9 +2,9 @@
 //!
 //! Starts a multi-tenant service on loopback, wrapped in `TenantLayer`, and sends it traffic
 //! from 50 tenants: 49 answer in about 50 ms, one (`finance`) in about 5 s, failing one request
-//! in five. Then it prints what a platform dashboard shows (the average) beside each tenant
-//! worst first, the alerts that fired for whom and how soon after the trouble began, and draws
-//! the same as a PNG chart. No collector needed; with `OTEL_EXPORTER_OTLP_ENDPOINT` set the run
+//! in five. Then it prints what an operator acts on first (the alerts, one line per tenant,
+//! pages first), what a platform dashboard shows (the average) beside each tenant worst first,
+//! and draws each tenant's p99 and success rate against the platform's as a PNG chart. No collector needed; with `OTEL_EXPORTER_OTLP_ENDPOINT` set the run
 //! also goes to it (Jaeger and Grafana through `collector-config/docker-compose.yml`).
 //!
 //! ```sh
@@ -26,8 +26,7 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use indicatif::{ProgressBar, ProgressStyle};
-use plotters::prelude::*;
-use tenant_otel::{AlertEvent, AlertState, Telemetry, Tenant, TenantInfo};
+use tenant_otel::{AlertEvent, AlertState, Severity, Telemetry, Tenant, TenantInfo};
 
 #[derive(Parser, Clone)]
 #[command(about = "Show what a platform average hides, tenant by tenant")]
@@ -162,6 +161,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let view = registry.view();
     let platform = &view.platform.requests;
+    let rows: Vec<&tenant_otel::TenantView> = view
+        .tenants
+        .iter()
+        .filter(|t| !t.tenant.starts_with("__"))
+        .collect();
+
+    // First what an operator acts on: one line per tenant, pages before tickets.
+    println!();
+    print_alerts(&fired, started, rows.len());
+
     println!();
     println!(
         "What the platform dashboard shows ({} requests):",
@@ -178,15 +187,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "  {:<12} {:>9} {:>9} {:>9} {:>9}  alerts",
         "tenant", "requests", "success", "p50 ms", "p99 ms"
     );
-    let mut alerts_of: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut alerts_of: BTreeMap<&str, Vec<&'static str>> = BTreeMap::new();
     for e in &fired {
         alerts_of
             .entry(e.tenant.as_str())
             .or_default()
-            .push(e.kind.to_string());
+            .push(e.kind.as_str());
     }
-    let rows = view.tenants.iter().filter(|t| !t.tenant.starts_with("__"));
-    for t in rows.clone().take(args.rows) {
+    for t in rows.iter().take(args.rows) {
         let r = &t.requests;
         let alerts = alerts_of.get(t.tenant.as_str()).map(|a| a.join(", "));
         println!(
@@ -199,32 +207,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             alerts.unwrap_or_default()
         );
     }
-    let more = rows.clone().count().saturating_sub(args.rows);
-    if more > 0 {
-        println!("  ... {more} more, all healthy");
-    }
-    println!();
-    if fired.is_empty() {
-        println!("No alert fired.");
-    } else {
-        println!("Alerts (the trouble began when the traffic did):");
-        for e in &fired {
-            let after = e.at.saturating_duration_since(started).as_secs_f64();
-            let slo = e.slo.map(|s| format!(" on {s}")).unwrap_or_default();
-            println!(
-                "  {:<12} {:<14} fired {:>5.1} s after the trouble began ({}{slo})",
-                e.tenant.as_str(),
-                e.kind.as_str(),
-                after,
-                e.tier
-            );
+    let more = &rows[args.rows.min(rows.len())..];
+    if !more.is_empty() {
+        let quiet = more
+            .iter()
+            .filter(|t| !alerts_of.contains_key(t.tenant.as_str()))
+            .count();
+        if quiet == more.len() {
+            println!("  ... {} more, none with an alert", more.len());
+        } else {
+            println!("  ... {} more, {quiet} of them with no alert", more.len());
         }
     }
 
-    let points: Vec<(String, f64)> = rows
-        .map(|t| (t.tenant.clone(), t.requests.p99_ms))
+    let points: Vec<chart::Point> = rows
+        .iter()
+        .map(|t| chart::Point {
+            failing: t.tenant == FAILING,
+            p99_ms: t.requests.p99_ms,
+            success: t.requests.success_rate,
+        })
         .collect();
-    match chart(&args.chart, &points, platform.avg_ms) {
+    let platform_figures = (platform.avg_ms, platform.success_rate);
+    match chart::draw(&args.chart, &points, platform_figures) {
         Ok(()) => println!("\nChart: {}", args.chart),
         Err(e) => println!("\nNo chart: {e}"),
     }
@@ -234,78 +239,63 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Each tenant's p99 as a point, worst first, with the platform average as a line: the failing
-/// tenant far above it, everyone else far below.
-fn chart(
-    path: &str,
-    points: &[(String, f64)],
-    average_ms: f64,
-) -> Result<(), Box<dyn std::error::Error>> {
-    register_font()?;
-    let max = points.iter().map(|(_, p)| *p).fold(average_ms, f64::max) * 1.15;
-    let root = BitMapBackend::new(path, (1000, 560)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "p99 latency per tenant vs. the platform average",
-            ("sans-serif", 26),
-        )
-        .margin(20)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        // Log scale: 50 ms and 5 s both readable, and the average between them.
-        .build_cartesian_2d(
-            0usize..points.len().max(1),
-            (1.0..max.max(10.0)).log_scale(),
-        )?;
-    chart
-        .configure_mesh()
-        .x_desc("tenants, worst first")
-        .y_desc("p99 (ms, log scale)")
-        .disable_x_mesh()
-        .draw()?;
-    chart
-        .draw_series(points.iter().enumerate().map(|(i, (name, p99))| {
-            let color = if name == FAILING { RED } else { BLUE };
-            Circle::new((i, *p99), 5, color.filled())
-        }))?
-        .label("a tenant's p99")
-        .legend(|(x, y)| Circle::new((x + 10, y), 5, BLUE.filled()));
-    chart
-        .draw_series(LineSeries::new(
-            [(0, average_ms), (points.len().max(1), average_ms)],
-            BLACK.stroke_width(2),
-        ))?
-        .label(format!("platform average: {average_ms:.0} ms"))
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK.stroke_width(2)));
-    if let Some((i, (name, p99))) = points.iter().enumerate().find(|(_, (n, _))| n == FAILING) {
-        chart.draw_series(std::iter::once(Text::new(
-            format!("{name}: {p99:.0} ms"),
-            (i + 1, *p99),
-            ("sans-serif", 18).into_font().color(&RED),
-        )))?;
+/// The firing alerts, one line per tenant: its most urgent severity, when the first alert of
+/// that severity fired, and its rules (the less urgent ones after a `|`); pages first.
+fn print_alerts(fired: &[AlertEvent], started: Instant, tenants: usize) {
+    let mut by_tenant: BTreeMap<&str, Vec<&AlertEvent>> = BTreeMap::new();
+    for e in fired {
+        by_tenant.entry(e.tenant.as_str()).or_default().push(e);
     }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.9))
-        .draw()?;
-    root.present()?;
-    Ok(())
+    let pages = |e: &&AlertEvent| e.severity() == Severity::Page;
+    let named = |events: &[&AlertEvent]| {
+        let names: Vec<String> = events
+            .iter()
+            .map(|e| match e.slo {
+                Some(slo) => format!("{} on {slo}", e.kind.as_str()),
+                None => e.kind.as_str().to_owned(),
+            })
+            .collect();
+        names.join(", ")
+    };
+    let mut lines: Vec<(bool, Instant, String)> = by_tenant
+        .into_iter()
+        .map(|(tenant, mut events)| {
+            events.sort_by_key(|e| (!pages(e), e.at));
+            let (urgent, rest): (Vec<&AlertEvent>, Vec<&AlertEvent>) =
+                events.iter().copied().partition(pages);
+            let paged = !urgent.is_empty();
+            let (first, also) = if paged {
+                (urgent, rest)
+            } else {
+                (rest, Vec::new())
+            };
+            let after = first[0].at.saturating_duration_since(started).as_secs_f64();
+            let mut line = format!(
+                "  {:<7} {:<12} {:<9} {after:>5.1} s  {}",
+                if paged { "PAGE" } else { "TICKET" },
+                tenant,
+                first[0].tier,
+                named(&first)
+            );
+            if !also.is_empty() {
+                line.push_str(&format!("  | ticket: {}", named(&also)));
+            }
+            (!paged, first[0].at, line)
+        })
+        .collect();
+    lines.sort_by_key(|(ticket_only, at, _)| (*ticket_only, *at));
+    if lines.is_empty() {
+        println!("No alert fired: nothing to act on.");
+        return;
+    }
+    println!("Alerts to act on, pages first (seconds after the traffic began):");
+    for (_, _, line) in &lines {
+        println!("{line}");
+    }
+    println!(
+        "  {} other tenants: no alert",
+        tenants.saturating_sub(lines.len())
+    );
 }
 
-/// The chart's text needs a font: DejaVu Sans, from Debian's `fonts-dejavu-core`.
-fn register_font() -> Result<(), Box<dyn std::error::Error>> {
-    const PATHS: [&str; 2] = [
-        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-        "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-    ];
-    let bytes = PATHS
-        .iter()
-        .find_map(|p| std::fs::read(p).ok())
-        .ok_or("DejaVu Sans not found (apt-get install fonts-dejavu-core)")?;
-    // Registered once for the process's life: the font registry wants 'static bytes.
-    plotters::style::register_font("sans-serif", FontStyle::Normal, Vec::leak(bytes))
-        .map_err(|_| "DejaVu Sans could not be read")?;
-    Ok(())
-}
+mod chart;
