@@ -110,7 +110,7 @@ fn readme_sample_matches(stdout: &str) {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let sample: Vec<&str> = readme
         .lines()
-        .skip_while(|l| !l.starts_with("cargo run --example averaging_blindness"))
+        .skip_while(|l| !l.starts_with("cargo run -p tenant-otel-demo"))
         .skip_while(|l| *l != "```text")
         .skip(1)
         .take_while(|l| *l != "```")

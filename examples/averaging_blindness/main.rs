@@ -8,7 +8,7 @@
 //! also goes to it (Jaeger and Grafana through `collector-config/docker-compose.yml`).
 //!
 //! ```sh
-//! cargo run --example averaging_blindness
+//! cargo run -p tenant-otel-demo   # the same source, built without the test suite's dependencies
 //! cargo run --example averaging_blindness -- --tenants 200 --seconds 40 --error-rate 0.5
 //! ```
 
