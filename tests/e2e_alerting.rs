@@ -9,12 +9,12 @@
 
 mod processes;
 
-use processes::{example, free_port, Process};
+use processes::{rag_service, spawn_listening, Watched};
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,15 +26,10 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-fn spawn(cmd: &mut Command) -> Process {
-    Process(
-        cmd.stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("{cmd:?}: {e} (apt-get install prometheus prometheus-alertmanager)")
-            }),
-    )
+/// Starts the child `command(port)` makes and waits until it listens on that port itself.
+fn listening(mut command: impl FnMut(u16) -> Command) -> (Watched, u16) {
+    let (process, ports) = spawn_listening(1, |ports| command(ports[0]));
+    (process, ports[0])
 }
 
 fn config(relative: &str) -> String {
@@ -98,7 +93,6 @@ async fn wait_until_up(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_tenants_page_reaches_its_tier_route_and_healthy_tenants_raise_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (service_port, prom_port, am_port) = (free_port(), free_port(), free_port());
 
     // The webhook every receiver points at.
     let received: Received = Arc::default();
@@ -109,12 +103,13 @@ async fn a_failing_tenants_page_reaches_its_tier_route_and_healthy_tenants_raise
     let hook_addr: SocketAddr = hook_listener.local_addr().unwrap();
     let hook_server = tokio::spawn(async move { axum::serve(hook_listener, hook).await });
 
-    let _service = spawn(
-        Command::new(example("rag_service"))
-            .args(["--addr", &format!("127.0.0.1:{service_port}")])
-            .args(["--tier", "initech=premium", "--tier", "acme=standard"])
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT"),
-    );
+    // Each process binds its own port (or is started again on fresh ones), so no other process
+    // can take a port between the moment it was found free and the bind.
+    let (_service, service) = rag_service(|cmd| {
+        cmd.args(["--tier", "initech=premium", "--tier", "acme=standard"])
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+    });
+    let service_port = service.port();
 
     let alertmanager_yml = config("alertmanager/alertmanager.yml")
         .replace("http://alert-sink.example", &format!("http://{hook_addr}"))
@@ -127,15 +122,19 @@ async fn a_failing_tenants_page_reaches_its_tier_route_and_healthy_tenants_raise
         .into_iter()
         .find(|b| Command::new(b).arg("--version").output().is_ok())
         .expect("alertmanager (apt-get install prometheus-alertmanager)");
-    let _alertmanager = spawn(Command::new(binary).args([
-        &format!(
-            "--config.file={}",
-            dir.path().join("alertmanager.yml").display()
-        ),
-        &format!("--storage.path={}", dir.path().join("am-data").display()),
-        &format!("--web.listen-address=127.0.0.1:{am_port}"),
-        "--cluster.listen-address=",
-    ]));
+    let (_alertmanager, am_port) = listening(|port| {
+        let mut cmd = Command::new(binary);
+        cmd.args([
+            &format!(
+                "--config.file={}",
+                dir.path().join("alertmanager.yml").display()
+            ),
+            &format!("--storage.path={}", dir.path().join("am-data").display()),
+            &format!("--web.listen-address=127.0.0.1:{port}"),
+            "--cluster.listen-address=",
+        ]);
+        cmd
+    });
 
     for rules in ["tenant-recording.rules.yml", "tenant-alerts.rules.yml"] {
         let src = config(&format!("prometheus/rules/{rules}"));
@@ -150,17 +149,21 @@ async fn a_failing_tenants_page_reaches_its_tier_route_and_healthy_tenants_raise
         alerts = dir.path().join("tenant-alerts.rules.yml").display(),
     );
     std::fs::write(dir.path().join("prometheus.yml"), prometheus_yml).unwrap();
-    let _prometheus = spawn(Command::new("prometheus").args([
-        &format!(
-            "--config.file={}",
-            dir.path().join("prometheus.yml").display()
-        ),
-        &format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("prom-data").display()
-        ),
-        &format!("--web.listen-address=127.0.0.1:{prom_port}"),
-    ]));
+    let (_prometheus, prom_port) = listening(|port| {
+        let mut cmd = Command::new("prometheus");
+        cmd.args([
+            &format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ),
+            &format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("prom-data").display()
+            ),
+            &format!("--web.listen-address=127.0.0.1:{port}"),
+        ]);
+        cmd
+    });
 
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     wait_until_up(&client, &format!("http://127.0.0.1:{service_port}/health")).await;
