@@ -1,7 +1,6 @@
 //! One tenant's entry in the registry: everything prepared once for its metric label, and what
 //! a finished request records through it.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, Weak};
@@ -42,7 +41,8 @@ pub(crate) struct TenantEntry {
     /// The methods this tenant has served, one bit each: their series are reported, at zero
     /// too, for as long as the tenant keeps its slot.
     methods_seen: AtomicU16,
-    durations: RwLock<HashMap<SeriesKey, BoundHistogram<f64>, Hasher>>,
+    /// Read on every finished request: a map readers do not serialize on, not a lock.
+    durations: papaya::HashMap<SeriesKey, BoundHistogram<f64>, Hasher>,
     pub(crate) requests: Stats,
     /// Request outcomes over every SLO window.
     pub(crate) slo: SloWindows,
@@ -150,7 +150,7 @@ impl TenantEntry {
             overflow,
             active: Default::default(),
             methods_seen: AtomicU16::new(0),
-            durations: RwLock::new(HashMap::with_hasher(Hasher::default())),
+            durations: papaya::HashMap::with_hasher(Hasher::default()),
             requests: Stats::new(window, now),
             slo: SloWindows::default(),
             slow_after_micros: AtomicU64::new(u64::MAX),
@@ -356,17 +356,18 @@ impl TenantEntry {
             failure: o.failure,
             route: o.route_id,
         };
-        if let Some(bound) = read(&self.durations).get(&key) {
+        let durations = self.durations.pin();
+        if let Some(bound) = durations.get(&key) {
             bound.record(seconds);
             return;
         }
-        let mut map = self.durations.write().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= MAX_SERIES_PER_TENANT && !map.contains_key(&key) {
-            drop(map);
+        // The bound is approximate under a race (two new series at once may both get in): the
+        // map stays within a few of it, and the SDK's own limit stands behind.
+        if durations.len() >= MAX_SERIES_PER_TENANT {
             return histogram.record(seconds, &self.duration_attributes(o));
         }
-        map.entry(key)
-            .or_insert_with(|| histogram.bind(&self.duration_attributes(o)))
+        durations
+            .get_or_insert_with(key, || histogram.bind(&self.duration_attributes(o)))
             .record(seconds);
     }
 
@@ -417,5 +418,48 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 impl fmt::Debug for TenantEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TenantEntry").field("id", &self.id).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::classify::{End, Failure};
+    use crate::registry::TenantRegistry;
+
+    /// A tenant sending every status code on every route it can make up binds at most
+    /// `MAX_SERIES_PER_TENANT` series; the rest are still recorded, unbound.
+    #[test]
+    fn a_tenant_binds_a_bounded_number_of_series() {
+        let registry = TenantRegistry::builder().build();
+        let tenant = registry.resolve("acme").unwrap();
+        let method = semconv::method_index(&http::Method::GET);
+        let mut finished = 0;
+        for route in 0..12u32 {
+            for code in 200..300u16 {
+                let status = http::StatusCode::from_u16(code).ok();
+                registry.request_started(&tenant, method);
+                registry.request_finished(
+                    &tenant,
+                    &Outcome {
+                        method,
+                        route: Some("/r"),
+                        route_id: Some(route),
+                        rpc_code: None,
+                        status,
+                        failure: Failure::classify(status, None, End::Completed),
+                        duration: Duration::from_millis(1),
+                        end: registry.now(),
+                    },
+                );
+                finished += 1;
+            }
+        }
+        let bound = tenant.entry().durations.len();
+        assert_eq!(finished, 1200);
+        assert_eq!(bound, MAX_SERIES_PER_TENANT, "series bound for one tenant");
+        assert_eq!(tenant.entry().requests.snapshot(registry.now()).total, 1200);
     }
 }
