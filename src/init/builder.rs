@@ -9,17 +9,13 @@ use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::{Instrument, SdkMeterProvider, Stream, Temporality};
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanExporter};
 use opentelemetry_sdk::Resource;
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::Layer as _;
 
 use super::drops::{self, Counted, CountingExporter, SpanCounts};
 use super::error::InitError;
 #[cfg(feature = "prometheus")]
 use super::error::Signal;
 use super::export::{ExportTarget, Pipelines, Protocol};
-use super::quiet::OncePerMinute;
-use super::telemetry::{default_filter, Telemetry, DEFAULT_SHUTDOWN_TIMEOUT};
+use super::telemetry::{Telemetry, DEFAULT_SHUTDOWN_TIMEOUT};
 use crate::alert::{AlertEngine, AlertRules, DEFAULT_EVALUATION_INTERVAL};
 use crate::instruments::{names, SCOPE_NAME};
 use crate::propagation::{TenantLogProcessor, TenantSpanProcessor, W3c};
@@ -252,13 +248,15 @@ impl TelemetryBuilder {
     }
 
     /// Don't install a global `tracing` subscriber (when the application has its own; add
-    /// [`Telemetry::tracing_layer`] and [`Telemetry::log_bridge`] to it).
+    /// `Telemetry::tracing_layer` and `Telemetry::log_bridge` to it). Without the
+    /// `tracing-bridge` feature none is installed anyway.
     pub fn without_tracing_subscriber(mut self) -> Self {
         self.install_subscriber = false;
         self
     }
 
-    /// Don't print `tracing` events to stderr.
+    /// Don't print `tracing` events to stderr (feature `tracing-bridge`: without it nothing is
+    /// printed anyway).
     pub fn without_console_logs(mut self) -> Self {
         self.console_logs = false;
         self
@@ -412,19 +410,9 @@ impl TelemetryBuilder {
             _span_drops: span_drops,
         };
 
+        #[cfg(feature = "tracing-bridge")]
         if self.install_subscriber {
-            let console = self.console_logs.then(|| {
-                tracing_subscriber::fmt::layer()
-                    .with_filter(default_filter())
-                    .with_filter(OncePerMinute::default())
-            });
-            // A subscriber set earlier (by the application or another test) wins; ours is then
-            // simply not installed.
-            let _ = tracing_subscriber::registry()
-                .with(console)
-                .with(telemetry.tracing_layer())
-                .with(telemetry.log_bridge())
-                .try_init();
+            super::bridge::install_subscriber(&telemetry, self.console_logs);
         }
         // Said once, after the subscriber is in place so it reaches the console and the logs.
         if let Some(warning) = export.as_ref().and_then(ExportTarget::mismatch) {

@@ -9,10 +9,13 @@
 //! - [`Telemetry`]: the guard, the layer and registry wired to it.
 //! - [`InitError`], [`ShutdownError`]: what can go wrong, by [`Signal`].
 
+#[cfg(feature = "tracing-bridge")]
+mod bridge;
 mod builder;
 mod drops;
 mod error;
 mod export;
+#[cfg(feature = "tracing-bridge")]
 mod quiet;
 #[cfg(feature = "signal")]
 mod signal;

@@ -6,19 +6,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_subscriber::{EnvFilter, Layer as _};
 
 use super::builder::TelemetryBuilder;
 use super::error::{ShutdownError, Signal};
 use super::export::ExportRuntime;
 use crate::alert::{AlertEngine, AlertTask};
 use crate::client::ClientLayer;
-use crate::instruments::scope;
 use crate::layer::{TenantLayer, TenantLayerBuilder};
 use crate::registry::TenantRegistry;
 
@@ -109,33 +106,6 @@ impl Telemetry {
     #[cfg(feature = "prometheus")]
     pub fn prometheus_registry(&self) -> Option<&prometheus::Registry> {
         self.prometheus.as_ref()
-    }
-
-    /// A `tracing` layer that turns `tracing` spans (at `info` and above) into OpenTelemetry
-    /// spans of this provider; spans made inside a request become children of its server span.
-    /// The spans of the OpenTelemetry SDK and of the HTTP and gRPC transports are left out: the
-    /// exporter uses those transports, and its own spans would otherwise be exported in turn,
-    /// without end.
-    pub fn tracing_layer<S>(&self) -> impl tracing_subscriber::Layer<S>
-    where
-        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-    {
-        tracing_opentelemetry::layer()
-            .with_tracer(self.tracer_provider.tracer_with_scope(scope()))
-            .with_filter(without_transport_noise())
-    }
-
-    /// A `tracing` layer that emits `tracing` events (at `info` and above) as OpenTelemetry log
-    /// records of this provider, leaving out the SDK's and the transports' own events, so that
-    /// exporting cannot feed on itself.
-    pub fn log_bridge<S>(&self) -> impl tracing_subscriber::Layer<S>
-    where
-        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-    {
-        opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(
-            &self.logger_provider,
-        )
-        .with_filter(without_transport_noise())
     }
 
     /// Flushes every pending span, metric and log record and stops the exporters. Blocks until
@@ -235,27 +205,4 @@ impl fmt::Debug for Telemetry {
             .field("registry", &self.registry)
             .finish_non_exhaustive()
     }
-}
-
-/// `info` and above, minus the crates that export does its work with.
-fn without_transport_noise() -> EnvFilter {
-    [
-        "opentelemetry",
-        "opentelemetry_sdk",
-        "opentelemetry_otlp",
-        "hyper",
-        "hyper_util",
-        "h2",
-        "tonic",
-        "tower",
-        "reqwest",
-    ]
-    .iter()
-    .fold(EnvFilter::new("info"), |filter, target| {
-        filter.add_directive(format!("{target}=off").parse().expect("static directive"))
-    })
-}
-
-pub(super) fn default_filter() -> EnvFilter {
-    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
 }

@@ -75,7 +75,7 @@ impl LogProcessor for TenantLogProcessor {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "tracing-bridge"))]
 mod tests {
     use std::time::{Duration, SystemTime};
 
