@@ -1413,10 +1413,17 @@ fn collector_pipelines_are_consistent() {
         prom["resource_to_telemetry_conversion"]["enabled"].as_bool(),
         Some(true)
     );
-    assert_ne!(
-        prom["add_metric_suffixes"].as_bool(),
-        Some(false),
-        "contract names need the unit suffixes"
+    // The contract's names: dots to underscores, unit suffixes, `_total`. The strategy is named:
+    // the collector ignores the older `add_metric_suffixes` (deprecated since contrib v0.132),
+    // so a check of that key checked nothing.
+    assert_eq!(
+        prom["translation_strategy"].as_str(),
+        Some("UnderscoreEscapingWithSuffixes"),
+        "contract names need underscores and the unit suffixes"
+    );
+    assert!(
+        prom["add_metric_suffixes"].is_badvalue(),
+        "add_metric_suffixes is ignored by the collector; translation_strategy decides"
     );
     let protocols = keys_of(&cfg["receivers"]["otlp"]["protocols"]);
     assert!(protocols.contains(&"grpc".to_owned()) && protocols.contains(&"http".to_owned()));

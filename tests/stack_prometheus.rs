@@ -13,14 +13,12 @@
 mod stack_support;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use stack_support::{config_dir, free_addr, http_get, poll, query, stack_bins, url_encode};
-use stack_support::{Process, Stack};
+use stack_support::{http_get, poll, query, stack_bins, url_encode, Stack};
 
 /// The value of each series of the instant query `expr`, by `tenant_id`.
 fn by_tenant(prometheus: &str, expr: &str) -> BTreeMap<String, f64> {
@@ -55,37 +53,7 @@ fn span_metrics_per_tenant_reach_prometheus_and_the_shipped_recording_rules() {
 
     // The shipped prometheus.yml, pointed at this test's collector by the script the operator
     // uses; the rule files are the checkout's own.
-    let prometheus_addr = free_addr();
-    let (telemetry_host, telemetry_port) = stack.telemetry.split_once(':').unwrap();
-    let rendered = Command::new("bash")
-        .arg(config_dir().join("stack.sh"))
-        .arg("prometheus-config")
-        .env("OTELCOL_PROMETHEUS_ENDPOINT", &stack.exporter)
-        .env("OTELCOL_TELEMETRY_HOST", telemetry_host)
-        .env("OTELCOL_TELEMETRY_PORT", telemetry_port)
-        .env("ALERTMANAGER_ENDPOINT", free_addr())
-        .env("PROMETHEUS_ENDPOINT", &prometheus_addr)
-        .output()
-        .expect("run collector-config/stack.sh");
-    assert!(
-        rendered.status.success(),
-        "stack.sh prometheus-config: {}",
-        String::from_utf8_lossy(&rendered.stderr)
-    );
-    let config = stack.dir.path().join("prometheus.yml");
-    std::fs::write(&config, &rendered.stdout).unwrap();
-    let mut cmd = Command::new("prometheus");
-    cmd.arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            stack.dir.path().join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address={prometheus_addr}"));
-    let mut prometheus = Process::spawn("prometheus", cmd, stack.dir.path());
-    prometheus.wait_ready(
-        &format!("http://{prometheus_addr}/-/ready"),
-        Duration::from_secs(60),
-    );
+    let (prometheus, prometheus_addr) = stack.prometheus("");
 
     // Steady traffic, so the counters rise between scrapes: rate() needs two samples that differ.
     // stack-a always succeeds; every other request of stack-b fails.

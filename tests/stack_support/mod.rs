@@ -177,9 +177,16 @@ impl Stack {
 
     /// `examples/rag_service` exporting to this stack's collector over gRPC, ready to serve.
     pub fn rag_service(&self) -> (Process, String) {
+        self.rag_service_with(&[], &[])
+    }
+
+    /// [`rag_service`](Self::rag_service) with more arguments (e.g. `--tier`) and environment
+    /// variables (e.g. the SDK's `OTEL_BSP_MAX_QUEUE_SIZE` or `OTEL_METRIC_EXPORT_INTERVAL`).
+    pub fn rag_service_with(&self, args: &[&str], env: &[(&str, &str)]) -> (Process, String) {
         let addr = free_addr();
         let mut cmd = Command::new(example("rag_service"));
         cmd.args(["--addr", &addr])
+            .args(args)
             .env(
                 "OTEL_EXPORTER_OTLP_ENDPOINT",
                 format!("http://{}", self.otlp_grpc),
@@ -187,10 +194,61 @@ impl Stack {
             .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
             // Spans leave within half a second instead of the default five.
             .env("OTEL_BSP_SCHEDULE_DELAY", "500")
-            .env_remove("OTEL_SERVICE_NAME");
+            .env_remove("OTEL_SERVICE_NAME")
+            .envs(env.iter().copied());
         let mut service = Process::spawn("rag_service", cmd, self.dir.path());
         service.wait_ready(&format!("http://{addr}/health"), Duration::from_secs(60));
         (service, addr)
+    }
+
+    /// Debian's Prometheus with the shipped `prometheus.yml`, as `collector-config/stack.sh
+    /// prometheus-config` renders it for this stack (the checkout's rule files, the shipped
+    /// intervals), with `extra_scrape_configs` (YAML list items, indented two spaces) appended
+    /// to its `scrape_configs`. Returns the process and its address once it is ready.
+    pub fn prometheus(&self, extra_scrape_configs: &str) -> (Process, String) {
+        let prometheus_addr = free_addr();
+        let (telemetry_host, telemetry_port) = self.telemetry.split_once(':').unwrap();
+        let rendered = Command::new("bash")
+            .arg(config_dir().join("stack.sh"))
+            .arg("prometheus-config")
+            .env("OTELCOL_PROMETHEUS_ENDPOINT", &self.exporter)
+            .env("OTELCOL_TELEMETRY_HOST", telemetry_host)
+            .env("OTELCOL_TELEMETRY_PORT", telemetry_port)
+            .env("ALERTMANAGER_ENDPOINT", free_addr())
+            .env("PROMETHEUS_ENDPOINT", &prometheus_addr)
+            .output()
+            .expect("run collector-config/stack.sh");
+        assert!(
+            rendered.status.success(),
+            "stack.sh prometheus-config: {}",
+            String::from_utf8_lossy(&rendered.stderr)
+        );
+        let mut config = String::from_utf8(rendered.stdout).unwrap();
+        let last_key = config
+            .lines()
+            .rfind(|l| !l.starts_with([' ', '#']) && !l.is_empty());
+        assert_eq!(
+            last_key,
+            Some("scrape_configs:"),
+            "scrape_configs is the rendered file's last section, so items can be appended"
+        );
+        config.push('\n');
+        config.push_str(extra_scrape_configs);
+        let path = self.dir.path().join("prometheus.yml");
+        std::fs::write(&path, config).unwrap();
+        let mut cmd = Command::new("prometheus");
+        cmd.arg(format!("--config.file={}", path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                self.dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={prometheus_addr}"));
+        let mut prometheus = Process::spawn("prometheus", cmd, self.dir.path());
+        prometheus.wait_ready(
+            &format!("http://{prometheus_addr}/-/ready"),
+            Duration::from_secs(60),
+        );
+        (prometheus, prometheus_addr)
     }
 
     /// Every process's log, for a failure message.
@@ -322,4 +380,30 @@ pub fn poll<T>(
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// The sum of the samples of `name` in the Prometheus text `exposition` whose labels include
+/// every `key="value"` of `labels`; `None` when no sample matches.
+pub fn sample_sum(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut sum = None;
+    for line in exposition.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = match line.rsplit_once('}') {
+            Some((series, rest)) => (series, rest.split_whitespace().next()),
+            None => {
+                let mut words = line.split_whitespace();
+                (words.next().unwrap_or(""), words.next())
+            }
+        };
+        let (series_name, series_labels) = series.split_once('{').unwrap_or((series, ""));
+        if series_name != name {
+            continue;
+        }
+        let wanted = labels
+            .iter()
+            .all(|(k, v)| series_labels.contains(&format!("{k}=\"{v}\"")));
+        if let (true, Some(v)) = (wanted, value.and_then(|v| v.parse::<f64>().ok())) {
+            *sum.get_or_insert(0.0) += v;
+        }
+    }
+    sum
 }
