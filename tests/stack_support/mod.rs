@@ -4,6 +4,12 @@
 //! would stall a chatty collector) and are printed when a wait fails.
 #![allow(dead_code)]
 
+pub mod alerting;
+pub mod names;
+mod prometheus;
+
+pub use prometheus::Prometheus;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -34,13 +40,21 @@ pub fn stack_bin_dir() -> PathBuf {
 /// The directory holding `otelcol-tenant-otel` and `jaeger`. Missing binaries fail the test.
 /// With `TENANT_OTEL_SKIP_STACK=1` (quick local runs) this says it skips and returns `None`.
 pub fn stack_bins(test: &str) -> Option<PathBuf> {
+    stack_bins_with(test, &[])
+}
+
+/// [`stack_bins`], also requiring `extra` (e.g. `prometheus3`, `otelhttp-peer`) from
+/// `.ci/build-stack.sh`.
+pub fn stack_bins_with(test: &str, extra: &[&str]) -> Option<PathBuf> {
     if std::env::var("TENANT_OTEL_SKIP_STACK").as_deref() == Ok("1") {
         println!("{test}: skipped (TENANT_OTEL_SKIP_STACK=1)");
         return None;
     }
     let dir = stack_bin_dir();
     let missing: Vec<&str> = ["otelcol-tenant-otel", "jaeger"]
-        .into_iter()
+        .iter()
+        .chain(extra)
+        .copied()
         .filter(|b| !dir.join(b).is_file())
         .collect();
     if missing.is_empty() {
@@ -183,22 +197,13 @@ impl Stack {
     /// [`rag_service`](Self::rag_service) with more arguments (e.g. `--tier`) and environment
     /// variables (e.g. the SDK's `OTEL_BSP_MAX_QUEUE_SIZE` or `OTEL_METRIC_EXPORT_INTERVAL`).
     pub fn rag_service_with(&self, args: &[&str], env: &[(&str, &str)]) -> (Process, String) {
-        let addr = free_addr();
-        let mut cmd = Command::new(example("rag_service"));
-        cmd.args(["--addr", &addr])
-            .args(args)
-            .env(
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-                format!("http://{}", self.otlp_grpc),
-            )
-            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-            // Spans leave within half a second instead of the default five.
-            .env("OTEL_BSP_SCHEDULE_DELAY", "500")
-            .env_remove("OTEL_SERVICE_NAME")
-            .envs(env.iter().copied());
-        let mut service = Process::spawn("rag_service", cmd, self.dir.path());
-        service.wait_ready(&format!("http://{addr}/health"), Duration::from_secs(60));
-        (service, addr)
+        let endpoint = format!("http://{}", self.otlp_grpc);
+        let mut all = vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ];
+        all.extend_from_slice(env);
+        rag_service(self.dir.path(), &free_addr(), args, &all)
     }
 
     /// Debian's Prometheus with the shipped `prometheus.yml`, as `collector-config/stack.sh
@@ -206,49 +211,14 @@ impl Stack {
     /// intervals), with `extra_scrape_configs` (YAML list items, indented two spaces) appended
     /// to its `scrape_configs`. Returns the process and its address once it is ready.
     pub fn prometheus(&self, extra_scrape_configs: &str) -> (Process, String) {
-        let prometheus_addr = free_addr();
-        let (telemetry_host, telemetry_port) = self.telemetry.split_once(':').unwrap();
-        let rendered = Command::new("bash")
-            .arg(config_dir().join("stack.sh"))
-            .arg("prometheus-config")
-            .env("OTELCOL_PROMETHEUS_ENDPOINT", &self.exporter)
-            .env("OTELCOL_TELEMETRY_HOST", telemetry_host)
-            .env("OTELCOL_TELEMETRY_PORT", telemetry_port)
-            .env("ALERTMANAGER_ENDPOINT", free_addr())
-            .env("PROMETHEUS_ENDPOINT", &prometheus_addr)
-            .output()
-            .expect("run collector-config/stack.sh");
-        assert!(
-            rendered.status.success(),
-            "stack.sh prometheus-config: {}",
-            String::from_utf8_lossy(&rendered.stderr)
-        );
-        let mut config = String::from_utf8(rendered.stdout).unwrap();
-        let last_key = config
-            .lines()
-            .rfind(|l| !l.starts_with([' ', '#']) && !l.is_empty());
-        assert_eq!(
-            last_key,
-            Some("scrape_configs:"),
-            "scrape_configs is the rendered file's last section, so items can be appended"
-        );
-        config.push('\n');
-        config.push_str(extra_scrape_configs);
-        let path = self.dir.path().join("prometheus.yml");
-        std::fs::write(&path, config).unwrap();
-        let mut cmd = Command::new("prometheus");
-        cmd.arg(format!("--config.file={}", path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                self.dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address={prometheus_addr}"));
-        let mut prometheus = Process::spawn("prometheus", cmd, self.dir.path());
-        prometheus.wait_ready(
-            &format!("http://{prometheus_addr}/-/ready"),
-            Duration::from_secs(60),
-        );
-        (prometheus, prometheus_addr)
+        let prometheus = Prometheus {
+            exporter: &self.exporter,
+            telemetry: &self.telemetry,
+            alertmanager: &free_addr(),
+            extra_scrape_configs,
+            ..Prometheus::default()
+        };
+        prometheus.start(self.dir.path())
     }
 
     /// Every process's log, for a failure message.
@@ -259,6 +229,29 @@ impl Stack {
             self.jaeger.log()
         )
     }
+}
+
+/// `examples/rag_service` listening on `addr` with `args`, `env` (and no OTLP export unless
+/// `env` asks for one), its log in `dir`, ready to serve.
+pub fn rag_service(
+    dir: &Path,
+    addr: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Process, String) {
+    let addr = addr.to_owned();
+    let mut cmd = Command::new(example("rag_service"));
+    cmd.args(["--addr", &addr])
+        .args(args)
+        // Spans leave within half a second instead of the default five.
+        .env("OTEL_BSP_SCHEDULE_DELAY", "500")
+        .env_remove("OTEL_SERVICE_NAME")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
+        .envs(env.iter().copied());
+    let mut service = Process::spawn("rag_service", cmd, dir);
+    service.wait_ready(&format!("http://{addr}/health"), Duration::from_secs(60));
+    (service, addr)
 }
 
 /// The example binary `cargo test` built beside the running test.
