@@ -5,15 +5,17 @@
 //! Nothing here knows OpenTelemetry or reads a clock: callers pass the time in (read from the one
 //! [`Clock`]), so every figure can be tested at any instant.
 
+mod buckets;
 mod clock;
 mod latency;
 mod objective;
 mod share;
 mod slo;
+mod snapshot;
 
 pub use clock::Clock;
-pub use latency::{StatsSnapshot, WindowSnapshot};
 pub use objective::{InvalidObjective, LatencyObjective, Objective, Slo, MAX_COMPLIANCE_DAYS};
+pub use snapshot::{StatsSnapshot, WindowSnapshot};
 
 pub(crate) use latency::Stats;
 pub(crate) use objective::SloPolicy;

@@ -172,6 +172,14 @@ impl Setup {
     pub fn app(&self) -> &Router {
         &self.app
     }
+
+    /// tenant-otel's telemetry, for the tenant-otel stacks.
+    pub fn telemetry(&self) -> Option<&Telemetry> {
+        match &self.providers {
+            Providers::TenantOtel(telemetry) => Some(telemetry),
+            _ => None,
+        }
+    }
 }
 
 impl Drop for Setup {
@@ -193,6 +201,12 @@ impl Drop for Setup {
 /// peers read them) and, for the `tracing`-based stacks, a `tracing` subscriber for the calling
 /// thread until the setup is dropped: build one stack at a time, on the thread that runs it.
 pub fn setup(stack: Stack, tenants: usize) -> Setup {
+    setup_with_cap(stack, tenants.max(1000))
+}
+
+/// [`setup`] with tenant-otel's cap on distinct tenants set to `max_tenants`: tenants past it
+/// share the `__overflow__` entry.
+pub fn setup_with_cap(stack: Stack, max_tenants: usize) -> Setup {
     let router = || Router::new().route("/hello", get(|| async { "hello" }));
     if matches!(
         stack,
@@ -220,7 +234,7 @@ pub fn setup(stack: Stack, tenants: usize) -> Setup {
             // nothing listens there) off the request path once a minute.
             .span_exporter(DiscardSpans)
             .otlp_endpoint("http://127.0.0.1:9")
-            .max_tenants(tenants.max(1000))
+            .max_tenants(max_tenants)
             .without_console_logs()
             .init()
             .expect("tenant-otel init");
@@ -429,6 +443,13 @@ impl Driver {
                 .collect(),
             i: 0,
         }
+    }
+
+    /// A driver sending every request as tenant `tenant`.
+    pub fn for_tenant(tenant: &str) -> Driver {
+        let mut driver = Driver::new(1);
+        driver.tenants = vec![HeaderValue::try_from(tenant).expect("header")];
+        driver
     }
 
     /// Sends one request and reads the whole response body.
