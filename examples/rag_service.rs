@@ -33,7 +33,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use clap::Parser;
 use serde::{Deserialize, Serialize};
-use tenant_otel::{AlertEvent, QueryOutcome, Telemetry, Tenant, TenantInfo, TenantView};
+use tenant_otel::alert::AlertEvent;
+use tenant_otel::query::QueryOutcome;
+use tenant_otel::view::TenantView;
+use tenant_otel::{Telemetry, Tenant, TenantInfo};
 use tracing::Instrument;
 
 #[derive(Parser)]
@@ -218,7 +221,7 @@ struct TenantReport {
     avg_duration_seconds: f64,
     p99_duration_seconds: f64,
     requests: u64,
-    sla: Vec<tenant_otel::SloStatus>,
+    sla: Vec<tenant_otel::view::SloStatus>,
     firing_alerts: Vec<AlertReport>,
 }
 
@@ -320,7 +323,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/tenants/{id}", get(tenant))
         .route("/health", get(|| async { "ok" }))
         .with_state(app)
-        .merge(tenant_otel::prometheus_router(
+        .merge(tenant_otel::view::prometheus_router(
             telemetry
                 .prometheus_registry()
                 .expect("asked for with prometheus_endpoint()")

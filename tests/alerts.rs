@@ -10,7 +10,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use sim::Sim;
-use tenant_otel::{AlertEvent, AlertKind, AlertRules, AlertState, Objective, Severity, Slo};
+use tenant_otel::alert::{AlertEvent, AlertKind, AlertRules, AlertState, Severity};
+use tenant_otel::slo::{Objective, Slo};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -305,7 +306,7 @@ fn tier_and_per_tenant_objectives_change_the_verdict() {
 /// Seconds from the moment one tenant of 50 starts failing at `error_rate` to its first event
 /// of page severity, and to its first burn-rate page, at the tier's objective; the others stay
 /// healthy. Requests arrive twice a second per tenant; the rules are evaluated every 10 s, as
-/// [`AlertTask`](tenant_otel::AlertTask) does by default.
+/// [`AlertTask`](tenant_otel::alert::AlertTask) does by default.
 fn detection(tier: &str, error_rate: f64) -> (u64, Option<u64>) {
     let mut sim = Sim::new(AlertRules::default());
     let tenants: Vec<String> = (0..50).map(|i| format!("tenant-{i:02}")).collect();

@@ -10,7 +10,8 @@ use opentelemetry::baggage::BaggageExt;
 use opentelemetry::trace::{SpanKind, TraceId};
 use opentelemetry::{Array, StringValue, Value};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
-use tenant_otel::{Clock, TenantInfo, TenantLayer, TenantRegistry, TenantSampler};
+use tenant_otel::sampling::TenantSampler;
+use tenant_otel::{Clock, TenantInfo, TenantLayer, TenantRegistry};
 use tower::{service_fn, Layer, ServiceExt};
 
 fn attr(span: &SpanData, key: &str) -> Option<Value> {

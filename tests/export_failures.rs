@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use tenant_otel::{InitError, Protocol, Signal, Telemetry};
+use tenant_otel::init::{Protocol, Signal};
+use tenant_otel::{InitError, Telemetry};
 
 mod common;
 mod processes;
@@ -67,7 +68,7 @@ async fn serve_through(endpoint: String, protocol: Protocol) {
 
 /// Shuts `telemetry` down off the runtime, failing the test (instead of hanging it) if that
 /// takes far longer than the shutdown timeout the telemetry was built with (at most 5 s here).
-async fn shut_down(telemetry: Telemetry) -> Result<(), tenant_otel::ShutdownError> {
+async fn shut_down(telemetry: Telemetry) -> Result<(), tenant_otel::init::ShutdownError> {
     let shutdown = tokio::task::spawn_blocking(move || telemetry.shutdown());
     tokio::time::timeout(Duration::from_secs(30), shutdown)
         .await

@@ -88,7 +88,7 @@ async fn the_prometheus_endpoint_sees_at_most_the_cap() {
         for i in 0..FLOOD {
             send(&app, request(&format!("flood-{i}"))).await;
         }
-        let res = tenant_otel::prometheus_response(telemetry.prometheus_registry().unwrap());
+        let res = tenant_otel::view::prometheus_response(telemetry.prometheus_registry().unwrap());
         let body = res.into_body().collect().await.unwrap().to_bytes();
         let tenants = prometheus_tenants(&String::from_utf8_lossy(&body));
         let own = tenants.iter().filter(|t| !t.starts_with("__")).count();

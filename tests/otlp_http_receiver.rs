@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use tenant_otel::{Protocol, Telemetry};
+use tenant_otel::init::Protocol;
+use tenant_otel::Telemetry;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_metrics_and_logs_arrive_over_http_protobuf() {

@@ -13,7 +13,8 @@ use opentelemetry::KeyValue;
 use opentelemetry_sdk::trace::{
     InMemorySpanExporter, SamplingDecision, SdkTracerProvider, ShouldSample,
 };
-use tenant_otel::{Clock, Telemetry, TenantLayer, TenantRegistry, TenantSampler};
+use tenant_otel::sampling::TenantSampler;
+use tenant_otel::{Clock, Telemetry, TenantLayer, TenantRegistry};
 use tower::{service_fn, Layer, ServiceExt};
 
 /// Counts the allocations of the calling thread, so tests running beside it do not count.

@@ -118,7 +118,7 @@ fn sender(telemetry: &Telemetry) -> impl FnMut(&str, &str) {
 
 /// The Prometheus endpoint's answer.
 fn scrape(telemetry: &Telemetry) -> String {
-    let res = tenant_otel::prometheus_response(telemetry.prometheus_registry().unwrap());
+    let res = tenant_otel::view::prometheus_response(telemetry.prometheus_registry().unwrap());
     let bytes = http_body_util::BodyExt::collect(res.into_body())
         .now_or_never()
         .expect("an in-memory body")

@@ -10,9 +10,9 @@ use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use serde_json::Value;
-use tenant_otel::{
-    view_router, QueryOutcome, QueryStatus, TenantInfo, TenantLayer, TenantRegistry,
-};
+use tenant_otel::query::{QueryOutcome, QueryStatus};
+use tenant_otel::view::view_router;
+use tenant_otel::{TenantInfo, TenantLayer, TenantRegistry};
 use tower::ServiceExt;
 
 fn registry(max_tenants: usize) -> TenantRegistry {

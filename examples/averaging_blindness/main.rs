@@ -26,7 +26,8 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use indicatif::{ProgressBar, ProgressStyle};
-use tenant_otel::{AlertEvent, AlertState, Severity, Telemetry, Tenant, TenantInfo};
+use tenant_otel::alert::{AlertEvent, AlertState, Severity};
+use tenant_otel::{Telemetry, Tenant, TenantInfo};
 
 #[derive(Parser, Clone)]
 #[command(about = "Show what a platform average hides, tenant by tenant")]
@@ -161,7 +162,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let view = registry.view();
     let platform = &view.platform.requests;
-    let rows: Vec<&tenant_otel::TenantView> = view
+    let rows: Vec<&tenant_otel::view::TenantView> = view
         .tenants
         .iter()
         .filter(|t| !t.tenant.starts_with("__"))

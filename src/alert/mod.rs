@@ -34,7 +34,8 @@ pub const DEFAULT_EVALUATION_INTERVAL: Duration = Duration::from_secs(10);
 ///
 /// ```
 /// use std::time::Duration;
-/// use tenant_otel::{AlertEngine, AlertKind, AlertRules, Clock, TenantRegistry};
+/// use tenant_otel::{Clock, TenantRegistry};
+/// use tenant_otel::alert::{AlertEngine, AlertKind, AlertRules};
 ///
 /// let clock = Clock::manual();
 /// let registry = TenantRegistry::builder().clock(clock.clone()).build();
@@ -51,7 +52,7 @@ pub const DEFAULT_EVALUATION_INTERVAL: Duration = Duration::from_secs(10);
 /// clock.advance(Duration::from_secs(61));
 /// alerts.evaluate();
 /// assert_eq!(events.drain().len(), 1, "resolved once false for a minute");
-/// # Ok::<(), tenant_otel::QuotaError>(())
+/// # Ok::<(), tenant_otel::query::QuotaError>(())
 /// ```
 #[derive(Clone)]
 pub struct AlertEngine {

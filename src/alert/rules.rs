@@ -38,7 +38,7 @@ struct BurnRule {
 ///   average (Little's law), so it does not name whoever holds the one request in flight at the
 ///   moment of evaluation. A tenant whose requests are merely slow on a service far from its
 ///   capacity is not noisy either: nobody waits for it. Set the minimum near the concurrency
-///   the service saturates at (with [`Protection::fair_share`](crate::Protection::fair_share),
+///   the service saturates at (with [`Protection::fair_share`](crate::protect::Protection::fair_share),
 ///   its capacity) with [`noisy_neighbor_min_load`](AlertRules::noisy_neighbor_min_load). The
 ///   Prometheus rule `TenantMonopolizingInflight` in `collector-config/` decides the same way
 ///   over 5 minutes;
@@ -47,7 +47,7 @@ struct BurnRule {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tenant_otel::AlertRules;
+/// use tenant_otel::alert::AlertRules;
 ///
 /// let rules = AlertRules::default()
 ///     .success_rate_below(0.99)
@@ -140,11 +140,12 @@ impl AlertRules {
     /// in all, on average over the sliding window (default 32). Below it nobody waits for
     /// anybody. Set it near the concurrency the service saturates at (its worker or connection
     /// pool, or the capacity given to
-    /// [`Protection::fair_share`](crate::Protection::fair_share)); `f64::INFINITY` turns the
+    /// [`Protection::fair_share`](crate::protect::Protection::fair_share)); `f64::INFINITY` turns the
     /// rule off. A negative value counts as 0 and NaN leaves the setting as it was.
     ///
     /// ```
-    /// use tenant_otel::{AlertRules, Protection};
+    /// use tenant_otel::alert::AlertRules;
+    /// use tenant_otel::protect::Protection;
     ///
     /// let capacity = 64;
     /// let protection = Protection::new().fair_share(capacity);

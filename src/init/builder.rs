@@ -137,7 +137,7 @@ impl TelemetryBuilder {
     /// are never sampled.
     ///
     /// ```
-    /// use tenant_otel::TenantSampler;
+    /// use tenant_otel::sampling::TenantSampler;
     ///
     /// let builder = tenant_otel::Telemetry::builder()
     ///     .sampler(TenantSampler::builder().floor(5).ratio(0.01).cap(600).build());
@@ -149,7 +149,7 @@ impl TelemetryBuilder {
     }
 
     /// Keeps metrics for a Prometheus pull endpoint too
-    /// ([`Telemetry::prometheus_registry`], [`prometheus_router`](crate::prometheus_router)).
+    /// ([`Telemetry::prometheus_registry`], [`prometheus_router`](crate::view::prometheus_router)).
     /// Off unless asked: a reader nobody scrapes only costs memory. Prometheus needs cumulative
     /// series, which are never forgotten, so it cannot be combined with
     /// [`reclaim_idle_tenants_after`](Self::reclaim_idle_tenants_after) (`init` says so);
@@ -281,7 +281,7 @@ impl TelemetryBuilder {
     }
 
     /// Don't evaluate alerts in the background: call
-    /// [`AlertEngine::evaluate`](crate::AlertEngine::evaluate) yourself (on a simulated clock,
+    /// [`AlertEngine::evaluate`](crate::alert::AlertEngine::evaluate) yourself (on a simulated clock,
     /// say).
     pub fn without_alert_task(mut self) -> Self {
         self.alert_interval = None;

@@ -1,4 +1,4 @@
-//! The response future of [`TenantService`](crate::TenantService).
+//! The response future of [`TenantService`](crate::layer::TenantService).
 
 use std::future::Future;
 use std::marker::PhantomData;

@@ -17,7 +17,7 @@
 //! registry records by too.
 
 mod body;
-mod builder;
+pub(crate) mod builder;
 mod edge;
 #[cfg(feature = "axum")]
 mod extract;
@@ -27,6 +27,9 @@ mod service;
 mod span;
 
 pub use body::TenantBody;
-pub use builder::{MissingTenant, TenantLayer, TenantLayerBuilder};
+pub use builder::MissingTenant;
 pub use future::ResponseFuture;
 pub use service::TenantService;
+
+// At the crate root for users; here for the crate's own paths.
+pub(crate) use builder::{TenantLayer, TenantLayerBuilder};

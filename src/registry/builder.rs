@@ -129,13 +129,14 @@ impl TenantRegistryBuilder {
     /// `free` 0.99, `standard` 0.995, `premium` 0.999, and 0.995 for a tenant without a tier.
     ///
     /// ```
-    /// use tenant_otel::{Objective, TenantRegistry};
+    /// use tenant_otel::TenantRegistry;
+    /// use tenant_otel::slo::Objective;
     ///
     /// let registry = TenantRegistry::builder()
     ///     .objective("enterprise", Objective::new(0.9995)?)
     ///     .build();
     /// # let _ = registry;
-    /// # Ok::<(), tenant_otel::InvalidObjective>(())
+    /// # Ok::<(), tenant_otel::slo::InvalidObjective>(())
     /// ```
     pub fn objective(mut self, tier: &str, objective: Objective) -> Self {
         self.slo.set_availability(tier, objective);
@@ -148,13 +149,14 @@ impl TenantRegistryBuilder {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tenant_otel::{Objective, Slo, TenantRegistry};
+    /// use tenant_otel::TenantRegistry;
+    /// use tenant_otel::slo::{Objective, Slo};
     ///
     /// let premium = Slo::availability(Objective::new(0.999)?)
     ///     .with_latency(Duration::from_secs(1), Objective::new(0.99)?);
     /// let registry = TenantRegistry::builder().slo("premium", premium).build();
     /// # let _ = registry;
-    /// # Ok::<(), tenant_otel::InvalidObjective>(())
+    /// # Ok::<(), tenant_otel::slo::InvalidObjective>(())
     /// ```
     pub fn slo(mut self, tier: &str, slo: Slo) -> Self {
         self.slo.set(tier, slo);

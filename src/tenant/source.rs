@@ -106,7 +106,7 @@ impl TenantSource {
 
     /// The chain of a layer given no source: header `x-tenant-id`, then, where the layer
     /// passes callers' baggage on, the `tenant.id` baggage entry, which is what
-    /// [`ClientLayer`](crate::ClientLayer) and [`PropagateLayer`](crate::PropagateLayer) send.
+    /// [`ClientLayer`](crate::ClientLayer) and [`PropagateLayer`](crate::propagation::PropagateLayer) send.
     /// So a service called by another one through them sees the caller's tenant with the
     /// defaults on both sides. Baggage is believed no more than the header (a client can send
     /// either), it comes second (the header decides when both are there), and a caller whose

@@ -238,7 +238,8 @@ impl TenantRegistry {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tenant_otel::{QueryStatus, TenantRegistry};
+    /// use tenant_otel::TenantRegistry;
+    /// use tenant_otel::query::QueryStatus;
     ///
     /// let registry = TenantRegistry::builder().build();
     /// for i in 0..9 {
@@ -250,7 +251,7 @@ impl TenantRegistry {
     /// assert_eq!(view.platform.queries.total, 10);
     /// assert!((view.platform.queries.avg_ms - 545.0).abs() < 1.0);
     /// assert_eq!(view.tenants[0].tenant, "slow"); // worst first
-    /// # Ok::<(), tenant_otel::InvalidTenantId>(())
+    /// # Ok::<(), tenant_otel::tenant::InvalidTenantId>(())
     /// ```
     pub fn view(&self) -> PlatformView {
         let mut platform = PlatformSummary {
@@ -278,14 +279,15 @@ impl TenantRegistry {
     /// for a tenant without its own label.
     ///
     /// ```
-    /// use tenant_otel::{QueryOutcome, TenantRegistry};
+    /// use tenant_otel::TenantRegistry;
+    /// use tenant_otel::query::QueryOutcome;
     ///
     /// let registry = TenantRegistry::builder().build();
     /// registry.start_query("finance-team")?.end(QueryOutcome::success());
     /// let finance = registry.tenant_view("finance-team").unwrap();
     /// assert_eq!(finance.queries.success, 1);
     /// assert!(registry.tenant_view("nobody").is_none());
-    /// # Ok::<(), tenant_otel::InvalidTenantId>(())
+    /// # Ok::<(), tenant_otel::tenant::InvalidTenantId>(())
     /// ```
     #[doc(alias = "get_tenant_metrics")]
     pub fn tenant_view(&self, id: &str) -> Option<TenantView> {

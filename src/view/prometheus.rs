@@ -23,7 +23,7 @@ use axum::Router;
 ///     .init()?;
 /// telemetry.registry().update_quota_usage("finance-team", "queries", 75.0)?;
 /// let registry = telemetry.prometheus_registry().expect("asked for");
-/// let app = tenant_otel::prometheus_router(registry.clone());
+/// let app = tenant_otel::view::prometheus_router(registry.clone());
 /// let response = app
 ///     .oneshot(http::Request::get("/metrics").body(axum::body::Body::empty())?)
 ///     .await?;
@@ -46,7 +46,7 @@ async fn scrape(axum::extract::State(registry): axum::extract::State<Registry>) 
 ///
 /// ```
 /// let registry = prometheus::Registry::new();
-/// let response = tenant_otel::prometheus_response(&registry);
+/// let response = tenant_otel::view::prometheus_response(&registry);
 /// assert_eq!(response.status(), 200);
 /// ```
 pub fn prometheus_response(registry: &Registry) -> Response {

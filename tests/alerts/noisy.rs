@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tenant_otel::{AlertEvent, AlertKind, AlertRules, AlertState};
+use tenant_otel::alert::{AlertEvent, AlertKind, AlertRules, AlertState};
 
 use super::sim::{Sim, Stream};
 

@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use fake_opentelemetry_collector::{ExportedMetric, FakeCollectorServer};
-use tenant_otel::{Protocol, Telemetry};
+use tenant_otel::init::Protocol;
+use tenant_otel::Telemetry;
 
 /// A metric as exported, flattened from the fake collector's JSON form.
 pub type Metric = serde_json::Value;

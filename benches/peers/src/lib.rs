@@ -206,7 +206,7 @@ pub fn setup(stack: Stack, tenants: usize) -> Setup {
         let mut builder = Telemetry::builder();
         if stack == Stack::TenantOtelFairSampled {
             builder = builder.sampler(
-                tenant_otel::TenantSampler::builder()
+                tenant_otel::sampling::TenantSampler::builder()
                     .floor(5)
                     .ratio(0.01)
                     .cap(600)
