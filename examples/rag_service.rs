@@ -247,7 +247,7 @@ fn report(view: TenantView, alerts: Vec<AlertEvent>) -> TenantReport {
             .into_iter()
             .map(|a| AlertReport {
                 alert: a.kind.as_str(),
-                slo: a.slo,
+                slo: a.slo.map(|s| s.as_str()),
                 since_seconds: a.at.saturating_duration_since(a.since).as_secs_f64(),
                 summary: a.to_string(),
             })
@@ -270,9 +270,9 @@ async fn tenants(State(app): State<App>) -> Response {
         .collect();
     Json(serde_json::json!({
         "platform": {
-            "total_queries": view.platform.queries.total,
-            "success_rate": view.platform.queries.success_rate,
-            "avg_duration_seconds": view.platform.queries.avg_ms / 1000.0,
+            "total_queries": view.platform.queries.stats.total,
+            "success_rate": view.platform.queries.stats.success_rate,
+            "avg_duration_seconds": view.platform.queries.stats.avg_ms / 1000.0,
             "tenants": view.platform.tenants,
         },
         "tenants": tenants,

@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use sim::Sim;
-use tenant_otel::alert::{AlertEvent, AlertKind, AlertRules, AlertState, Severity};
-use tenant_otel::slo::{Objective, Slo};
+use tenant_otel::alert::{AlertEvent, AlertKind, AlertRules, AlertState, Measure, Severity};
+use tenant_otel::slo::{Objective, Sli, Slo};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -74,11 +74,16 @@ fn a_sustained_error_rate_pages_and_a_short_spike_does_not() {
     assert!(fired.contains(&AlertKind::SuccessRate), "{fired:?}");
     assert!(fired.contains(&AlertKind::Page), "{fired:?}");
     let page = outage.iter().find(|e| e.kind == AlertKind::Page).unwrap();
-    assert_eq!(page.slo, Some("availability"));
+    assert_eq!(page.slo, Some(Sli::Availability));
+    assert_eq!(
+        page.slo.map(|s| s.to_string()).as_deref(),
+        Some("availability")
+    );
     assert_eq!(page.tier, "premium");
     // With two hours of history the 6h and 30m pair (over 6x) gets there a minute before the
     // 1h and 5m pair (over 14.4x).
-    let windows: Vec<&str> = page.readings.iter().map(|r| r.window).collect();
+    let windows: Vec<&str> = page.readings.iter().map(|r| r.window.as_str()).collect();
+    assert!(page.readings.iter().all(|r| r.measure == Measure::BurnRate));
     assert!(
         windows == ["6h", "30m"] || windows == ["1h", "5m"],
         "{windows:?}"
@@ -182,11 +187,11 @@ fn latency_objectives_burn_and_page_like_availability() {
         .iter()
         .find(|e| e.kind == AlertKind::Page)
         .expect("the latency objective pages");
-    assert_eq!(page.slo, Some("latency"));
+    assert_eq!(page.slo, Some(Sli::Latency));
     assert!(
         !firing
             .iter()
-            .any(|e| e.kind == AlertKind::Page && e.slo == Some("availability")),
+            .any(|e| e.kind == AlertKind::Page && e.slo == Some(Sli::Availability)),
         "nothing failed"
     );
 }

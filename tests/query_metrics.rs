@@ -43,7 +43,7 @@ async fn averaging_blindness_is_visible_per_tenant_in_otlp_and_in_process() {
 
     // In process.
     let view = registry.view();
-    let platform = &view.platform.queries;
+    let platform = &view.platform.queries.stats;
     assert_eq!(platform.total, 50 * PER_TENANT);
     assert!((platform.avg_ms - 149.0).abs() < 0.5, "{}", platform.avg_ms);
     assert!((platform.success_rate - 0.996).abs() < 1e-9);

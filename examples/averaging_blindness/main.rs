@@ -161,7 +161,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
 
     let view = registry.view();
-    let platform = &view.platform.requests;
+    let platform = &view.platform.requests.stats;
     let rows: Vec<&tenant_otel::view::TenantView> = view
         .tenants
         .iter()

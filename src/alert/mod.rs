@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use deliver::AlertSubscription;
-pub use event::{AlertEvent, AlertKind, AlertState, Reading, Severity};
+pub use event::{AlertEvent, AlertKind, AlertState, Measure, Reading, Severity, Window};
 pub use rules::AlertRules;
 pub use task::AlertTask;
 
@@ -67,7 +67,7 @@ struct Engine {
 }
 
 /// One alert: tenant, rule, and for SLO rules the objective.
-type Key = (TenantId, AlertKind, Option<&'static str>);
+type Key = (TenantId, AlertKind, Option<crate::stats::Sli>);
 
 /// A firing alert.
 struct Active {

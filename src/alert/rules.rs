@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::event::{AlertKind, Reading};
+use super::event::{AlertKind, Measure, Reading, Window as Over};
 use crate::registry::{TenantEntry, TenantRegistry};
 use crate::stats::{noisy_neighbors, window, NoisyRule, Objective, Sli, Window};
 use crate::tenant::TenantId;
@@ -172,7 +172,7 @@ pub(super) struct Condition {
     pub(super) tenant: TenantId,
     pub(super) tier: String,
     pub(super) kind: AlertKind,
-    pub(super) slo: Option<&'static str>,
+    pub(super) slo: Option<Sli>,
     pub(super) readings: Vec<Reading>,
 }
 
@@ -208,7 +208,7 @@ impl AlertRules {
                     (AlertKind::Ticket, &self.ticket),
                 ] {
                     if let Some(readings) = self.burning(e, secs, sli, objective, rules) {
-                        push(kind, Some(sli.label()), readings);
+                        push(kind, Some(sli), readings);
                     }
                 }
             }
@@ -248,8 +248,9 @@ impl AlertRules {
             holds.then(|| {
                 [(rule.long, long.rate), (rule.short, short.rate)]
                     .map(|(w, value)| Reading {
-                        measure: "burn_rate",
-                        window: w.label,
+                        measure: Measure::BurnRate,
+                        // Every window of `WINDOWS` has its name (tested in `event`).
+                        window: Over::burn(w.minutes).unwrap_or(Over::Sliding),
                         value,
                         threshold: rule.factor,
                     })
@@ -265,8 +266,8 @@ impl AlertRules {
         }
         let rate = 1.0 - c.failed as f64 / c.total as f64;
         (rate < self.success_rate).then_some(Reading {
-            measure: "success_rate",
-            window: "2m",
+            measure: Measure::SuccessRate,
+            window: Over::TwoMinutes,
             value: rate,
             threshold: self.success_rate,
         })
@@ -277,8 +278,8 @@ impl AlertRules {
         let p99 = window.p99_ms / 1000.0;
         (window.total >= self.min_requests.max(1) && p99 > self.p99.as_secs_f64()).then_some(
             Reading {
-                measure: "p99_seconds",
-                window: "sliding",
+                measure: Measure::P99Seconds,
+                window: Over::Sliding,
                 value: p99,
                 threshold: self.p99.as_secs_f64(),
             },
@@ -292,8 +293,8 @@ impl AlertRules {
             .map(|(_, percent)| percent)
             .fold(f64::NEG_INFINITY, f64::max);
         (highest > self.quota_percent).then_some(Reading {
-            measure: "quota_percent",
-            window: "now",
+            measure: Measure::QuotaPercent,
+            window: Over::Now,
             value: highest,
             threshold: self.quota_percent,
         })
@@ -311,14 +312,14 @@ impl AlertRules {
                 slo: None,
                 readings: vec![
                     Reading {
-                        measure: "share",
-                        window: "sliding",
+                        measure: Measure::Share,
+                        window: Over::Sliding,
                         value: share,
                         threshold: rule.share,
                     },
                     Reading {
-                        measure: "in_flight",
-                        window: "sliding",
+                        measure: Measure::InFlight,
+                        window: Over::Sliding,
                         value: in_flight,
                         threshold: rule.min_in_flight,
                     },

@@ -14,11 +14,12 @@ mod slo;
 pub use clock::Clock;
 pub use latency::{StatsSnapshot, WindowSnapshot};
 pub use objective::{InvalidObjective, LatencyObjective, Objective, Slo, MAX_COMPLIANCE_DAYS};
+pub use slo::Sli;
 
 pub(crate) use latency::Stats;
 pub(crate) use objective::SloPolicy;
 pub(crate) use share::{noisy_neighbors, shares, Load, NoisyRule};
-pub(crate) use slo::{window, Sli, SloWindows, Window, WINDOWS};
+pub(crate) use slo::{window, SloWindows, Window, WINDOWS};
 
 /// Share of `total` that did not fail; 1 when nothing finished, so an idle tenant does not look
 /// like a failing one.

@@ -32,7 +32,7 @@ fn reading(sim: &Sim, tenant: &str, measure: &str) -> f64 {
     alert
         .readings
         .iter()
-        .find(|r| r.measure == measure)
+        .find(|r| r.measure.as_str() == measure)
         .unwrap_or_else(|| panic!("no {measure} in {alert}"))
         .value
 }
