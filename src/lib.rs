@@ -105,9 +105,7 @@ pub mod view;
 pub use client::layer::ClientLayer;
 #[cfg(feature = "signal")]
 pub use init::signal::shutdown_signal;
-pub use init::{
-    builder::TelemetryBuilder, error::InitError, telemetry::init, telemetry::Telemetry,
-};
+pub use init::{builder::init, builder::TelemetryBuilder, error::InitError, telemetry::Telemetry};
 pub use layer::builder::{TenantLayer, TenantLayerBuilder};
 pub use registry::{RegisterError, Tenant, TenantRegistry, TenantRegistryBuilder};
 pub use stats::Clock;

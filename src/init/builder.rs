@@ -14,7 +14,8 @@ use super::drops::{self, Counted, CountingExporter, SpanCounts};
 use super::error::InitError;
 #[cfg(feature = "prometheus")]
 use super::error::Signal;
-use super::export::{ExportTarget, Pipelines, Protocol};
+use super::export::{ExportTarget, Pipelines};
+use super::protocol::Protocol;
 use super::telemetry::{Telemetry, DEFAULT_SHUTDOWN_TIMEOUT};
 use crate::alert::{AlertEngine, AlertRules, DEFAULT_EVALUATION_INTERVAL};
 use crate::instruments::{names, SCOPE_NAME};
@@ -83,6 +84,37 @@ impl Default for TelemetryBuilder {
             prometheus: false,
         }
     }
+}
+
+impl Telemetry {
+    /// A builder to change the defaults.
+    pub fn builder() -> TelemetryBuilder {
+        TelemetryBuilder::default()
+    }
+}
+
+/// Sets up everything with the defaults and the standard variables: `OTEL_SERVICE_NAME`,
+/// `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_EXPORTER_OTLP_ENDPOINT` (and the per-signal
+/// `OTEL_EXPORTER_OTLP_{TRACES,METRICS,LOGS}_ENDPOINT`), `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc` or
+/// `http/protobuf`, the default), `OTEL_METRIC_EXPORT_INTERVAL` (ms), `OTEL_TRACES_SAMPLER`.
+///
+/// With no endpoint set nothing goes over the network; spans, baggage, the in-process view and
+/// the tenant on logs all still work. Keep the returned guard: dropping it, or
+/// [`Telemetry::shutdown`], flushes every pending span, metric and log record. Export runs on
+/// background threads of its own, so it works the same under any Tokio runtime flavour, or none.
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let telemetry = tenant_otel::init()?;
+/// let app: axum::Router = axum::Router::new().layer(telemetry.layer());
+/// # let _ = app;
+/// telemetry.shutdown()?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn init() -> Result<Telemetry, InitError> {
+    Telemetry::builder().init()
 }
 
 impl TelemetryBuilder {

@@ -11,8 +11,7 @@ use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
-use super::builder::TelemetryBuilder;
-use super::error::{InitError, ShutdownError, Signal};
+use super::error::{ShutdownError, Signal};
 use super::export::ExportRuntime;
 use crate::alert::{AlertEngine, AlertTask};
 use crate::client::ClientLayer;
@@ -44,11 +43,6 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// A builder to change the defaults.
-    pub fn builder() -> TelemetryBuilder {
-        TelemetryBuilder::default()
-    }
-
     /// A [`TenantLayer`] wired to these providers and this registry, with the layer's defaults.
     pub fn layer(&self) -> TenantLayer {
         self.layer_builder().build()
@@ -205,28 +199,4 @@ impl fmt::Debug for Telemetry {
             .field("registry", &self.registry)
             .finish_non_exhaustive()
     }
-}
-
-/// Sets up everything with the defaults and the standard variables: `OTEL_SERVICE_NAME`,
-/// `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_EXPORTER_OTLP_ENDPOINT` (and the per-signal
-/// `OTEL_EXPORTER_OTLP_{TRACES,METRICS,LOGS}_ENDPOINT`), `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc` or
-/// `http/protobuf`, the default), `OTEL_METRIC_EXPORT_INTERVAL` (ms), `OTEL_TRACES_SAMPLER`.
-///
-/// With no endpoint set nothing goes over the network; spans, baggage, the in-process view and
-/// the tenant on logs all still work. Keep the returned guard: dropping it, or
-/// [`Telemetry::shutdown`], flushes every pending span, metric and log record. Export runs on
-/// background threads of its own, so it works the same under any Tokio runtime flavour, or none.
-///
-/// ```
-/// # #[tokio::main]
-/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let telemetry = tenant_otel::init()?;
-/// let app: axum::Router = axum::Router::new().layer(telemetry.layer());
-/// # let _ = app;
-/// telemetry.shutdown()?;
-/// # Ok(())
-/// # }
-/// ```
-pub fn init() -> Result<Telemetry, InitError> {
-    Telemetry::builder().init()
 }
