@@ -70,7 +70,7 @@ pub(crate) enum Tracer {
 }
 
 impl ClientLayer {
-    /// With the global tracer provider, and a registry of its own on the global meter provider.
+    /// With the global tracer provider, and the process-wide [`TenantRegistry::global`].
     pub fn new() -> Self {
         ClientLayer::builder().build()
     }
@@ -102,9 +102,9 @@ impl ClientLayerBuilder {
         self
     }
 
-    /// Record durations into this registry's meter, with its cap on tenant labels (default: a
-    /// registry of its own on the global meter provider). Give the server layer's registry, so
-    /// one cap bounds both.
+    /// Record durations into this registry's meter, with its cap on tenant labels (default: the
+    /// process-wide [`TenantRegistry::global`], which default-built server layers share). Give
+    /// the server layer's registry when it has one of its own, so one cap bounds both.
     pub fn registry(mut self, registry: TenantRegistry) -> Self {
         self.registry = Some(registry);
         self
@@ -119,9 +119,7 @@ impl ClientLayerBuilder {
         ClientLayer {
             config: Arc::new(Config {
                 tracer,
-                registry: self
-                    .registry
-                    .unwrap_or_else(|| TenantRegistry::builder().build()),
+                registry: self.registry.unwrap_or_else(TenantRegistry::global),
             }),
         }
     }

@@ -205,8 +205,9 @@ impl TenantLayerBuilder {
         self
     }
 
-    /// Record into this registry (default: a new one with the global meter provider). Share one
-    /// registry between layers, the query API and the in-process view.
+    /// Record into this registry (default: the process-wide [`TenantRegistry::global`], shared
+    /// by every layer and client layer built without one, so one cap bounds them all). Share
+    /// one registry between layers, the query API and the in-process view.
     pub fn registry(mut self, registry: TenantRegistry) -> Self {
         self.registry = Some(registry);
         self
@@ -361,7 +362,7 @@ impl TenantLayerBuilder {
                 sources,
                 missing: self.missing,
                 excluded: self.excluded,
-                registry: self.registry.unwrap_or_default(),
+                registry: self.registry.unwrap_or_else(TenantRegistry::global),
                 tracer,
                 propagator,
                 propagate_inbound_baggage: !self.drop_inbound_baggage,

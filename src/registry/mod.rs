@@ -139,6 +139,19 @@ impl TenantRegistry {
         TenantRegistryBuilder::default()
     }
 
+    /// The process-wide registry, which every [`TenantLayer`](crate::TenantLayer) and
+    /// [`ClientLayer`](crate::ClientLayer) built without a registry of its own records into:
+    /// one cap on tenant labels for the whole process, as for the metric streams it bounds,
+    /// however many layers there are. Made with the defaults on first use, on the global meter
+    /// provider as it is then: set that provider first ([`init`](fn@crate::init) gives its
+    /// layers its own registry).
+    pub fn global() -> TenantRegistry {
+        static GLOBAL: std::sync::OnceLock<TenantRegistry> = std::sync::OnceLock::new();
+        GLOBAL
+            .get_or_init(|| TenantRegistry::builder().build())
+            .clone()
+    }
+
     /// Validates `id` as the layer does and looks it up, admitting it while the cap allows.
     /// This is the lookup of a request: past the cap it is counted in
     /// `tenant.cardinality.overflow`.
