@@ -187,6 +187,10 @@ impl TelemetryBuilder {
     /// [`reclaim_idle_tenants_after`](Self::reclaim_idle_tenants_after) (`init` says so);
     /// where tenants churn, scrape the collector's Prometheus exporter instead, which expires
     /// idle series.
+    ///
+    /// OTLP into the collector, or into Prometheus 3's OTLP receiver, is the standard path; this
+    /// endpoint is kept for setups without a collector (`opentelemetry-prometheus` is marked
+    /// discontinued upstream).
     #[cfg(feature = "prometheus")]
     pub fn prometheus_endpoint(mut self) -> Self {
         self.prometheus = true;
