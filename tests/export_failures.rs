@@ -167,7 +167,7 @@ fn a_port_of_the_other_protocol_is_named_with_the_variable_to_set() {
                 .protocol(protocol)
                 .without_tracing_subscriber()
                 .without_globals()
-                .without_alert_task()
+                .alerts(tenant_otel::alert::Alerts::default().manual())
                 .shutdown_timeout(Duration::from_millis(200))
                 .export_timeout(Duration::from_millis(200))
                 .init()
@@ -190,7 +190,7 @@ fn a_port_of_the_other_protocol_is_named_with_the_variable_to_set() {
             .protocol(Protocol::HttpProtobuf)
             .without_tracing_subscriber()
             .without_globals()
-            .without_alert_task()
+            .alerts(tenant_otel::alert::Alerts::default().manual())
             .shutdown_timeout(Duration::from_millis(200))
             .init()
             .unwrap()
@@ -213,7 +213,7 @@ async fn shutdown_ends_within_its_timeout_against_a_black_hole() {
             .shutdown_timeout(Duration::from_secs(1))
             .without_tracing_subscriber()
             .without_globals()
-            .without_alert_task()
+            .alerts(tenant_otel::alert::Alerts::default().manual())
             .init()
             .unwrap();
         get_ok(&work_app(&telemetry), "/work", "acme").await;
@@ -243,7 +243,7 @@ async fn export_resumes_when_the_collector_comes_back() {
         .shutdown_timeout(Duration::from_secs(5))
         .without_tracing_subscriber()
         .without_globals()
-        .without_alert_task()
+        .alerts(tenant_otel::alert::Alerts::default().manual())
         .init()
         .unwrap();
     let app = work_app(&telemetry);
@@ -304,7 +304,7 @@ async fn a_slow_collector_slows_no_request_and_shutdown_keeps_its_timeout() {
         .shutdown_timeout(Duration::from_secs(2))
         .without_tracing_subscriber()
         .without_globals()
-        .without_alert_task()
+        .alerts(tenant_otel::alert::Alerts::default().manual())
         .init()
         .unwrap();
     let app = work_app(&telemetry);

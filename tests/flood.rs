@@ -77,11 +77,11 @@ fn prometheus_tenants(text: &str) -> BTreeSet<String> {
 async fn the_prometheus_endpoint_sees_at_most_the_cap() {
     for (name, source, request) in sources() {
         let telemetry = Telemetry::builder()
-            .max_tenants(CAP)
+            .registry(tenant_otel::TenantRegistry::builder().max_tenants(CAP))
             .prometheus_endpoint()
             .without_tracing_subscriber()
             .without_globals()
-            .without_alert_task()
+            .alerts(tenant_otel::alert::Alerts::default().manual())
             .init()
             .unwrap();
         let app = app(telemetry.layer_builder().source(source).build());

@@ -85,7 +85,7 @@ async fn http_export_resumes_after_an_outage_and_waits_for_a_slow_collector() {
             .export_timeout(Duration::from_secs(8))
             .without_tracing_subscriber()
             .without_globals()
-            .without_alert_task()
+            .alerts(tenant_otel::alert::Alerts::default().manual())
             .init()
             .unwrap();
         let app = work_app(&telemetry);

@@ -188,7 +188,10 @@ fn public_paths(src: &Path) -> BTreeMap<String, Vec<String>> {
 }
 
 fn src() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+    // Overridable to check another checkout of the sources.
+    std::env::var_os("TENANT_OTEL_SRC")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("src"))
 }
 
 #[test]
@@ -251,4 +254,64 @@ fn use_trees_are_read_whole() {
         ["b", "e", "g", "f"]
     );
     assert_eq!(use_names("x::y::Z;"), ["Z"]);
+}
+
+/// The `pub fn`s of `impl {ty} { .. }` blocks anywhere under `src`, but the one that builds.
+fn setters(src: &Path, ty: &str) -> Vec<String> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(src, &mut files);
+    let header = format!("impl {ty} {{");
+    let mut names = Vec::new();
+    for file in files {
+        let source = std::fs::read_to_string(file).unwrap();
+        let mut inside = false;
+        for line in source.lines() {
+            if line == header {
+                inside = true;
+            } else if inside && line == "}" {
+                inside = false;
+            } else if let Some(rest) = line.strip_prefix("    pub fn ").filter(|_| inside) {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if !matches!(name.as_str(), "build" | "init") {
+                    names.push(name);
+                }
+            }
+        }
+    }
+    names
+}
+
+/// Related switches are grouped into one configuration value each (`Edge`, `Alerts`, the
+/// registry's builder), as tower-http groups its hooks: the builders were 18 and 24 switches.
+#[test]
+fn builders_take_one_value_per_capability() {
+    for (ty, most, anchor) in [
+        ("TenantLayerBuilder", 12, "edge"),
+        ("TelemetryBuilder", 15, "alerts"),
+    ] {
+        let names = setters(&src(), ty);
+        assert!(names.len() >= 5, "{ty}: the parser found only {names:?}");
+        assert!(
+            names.iter().any(|n| n == anchor),
+            "{ty}: no {anchor} in {names:?}"
+        );
+        assert!(
+            names.len() <= most,
+            "{ty} has {} switches (at most {most}): {names:?}",
+            names.len()
+        );
+    }
 }

@@ -218,7 +218,7 @@ async fn spans_dropped_by_a_full_queue_are_counted() {
         .prometheus_endpoint()
         .without_tracing_subscriber()
         .without_globals()
-        .without_alert_task()
+        .alerts(tenant_otel::alert::Alerts::default().manual())
         .init()
         .unwrap();
     let tracer = telemetry.tracer_provider().tracer("load");

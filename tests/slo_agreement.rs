@@ -82,11 +82,11 @@ fn gauge(scrape: &str, tenant: &str, window: &str) -> f64 {
 /// Telemetry with a Prometheus endpoint on `clock`, nothing exported and no alert task.
 fn telemetry(clock: &Clock) -> Telemetry {
     Telemetry::builder()
-        .clock(clock.clone())
+        .registry(tenant_otel::TenantRegistry::builder().clock(clock.clone()))
         .prometheus_endpoint()
         .without_tracing_subscriber()
         .without_globals()
-        .without_alert_task()
+        .alerts(tenant_otel::alert::Alerts::default().manual())
         .init()
         .unwrap()
 }

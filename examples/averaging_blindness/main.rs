@@ -72,7 +72,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Telemetry::builder()
             .service_name("averaging-blindness")
             // A demo of seconds: evaluate the alert rules every second, not every ten.
-            .alert_interval(Duration::from_secs(1))
+            .alerts(tenant_otel::alert::Alerts::default().every(Duration::from_secs(1)))
             .without_console_logs()
             .init()?,
     );

@@ -24,12 +24,14 @@ mod extract;
 mod future;
 mod inflight;
 mod service;
+mod settings;
 mod span;
 
 pub use body::TenantBody;
 pub use builder::MissingTenant;
 pub use future::ResponseFuture;
 pub use service::TenantService;
+pub use settings::Edge;
 
 // At the crate root for users; here for the crate's own paths.
 pub(crate) use builder::{TenantLayer, TenantLayerBuilder};

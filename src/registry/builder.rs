@@ -91,8 +91,8 @@ impl TenantRegistryBuilder {
     /// [`TenantRegistry::register`] or [`TenantRegistry::register_tenant`] keep their slot.
     ///
     /// Use it with **delta** temporality
-    /// ([`TelemetryBuilder::reclaim_idle_tenants_after`](crate::TelemetryBuilder::reclaim_idle_tenants_after)
-    /// sets both): the reclaimed tenant's bound instruments are dropped and the SDK frees their
+    /// ([`TelemetryBuilder::registry`](crate::TelemetryBuilder::registry) sets it for a registry
+    /// that reclaims): the reclaimed tenant's bound instruments are dropped and the SDK frees their
     /// series. Under cumulative temporality the SDK keeps reporting every series it has ever
     /// seen, so the number of exported series would keep growing with every tenant that comes
     /// and goes, even though this registry stays within its cap.

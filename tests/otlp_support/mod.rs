@@ -27,7 +27,7 @@ pub async fn pipeline(max_tenants: usize) -> Pipeline {
         .protocol(Protocol::Grpc)
         .without_tracing_subscriber()
         .without_globals()
-        .max_tenants(max_tenants)
+        .registry(tenant_otel::TenantRegistry::builder().max_tenants(max_tenants))
         .metric_export_interval(Duration::from_secs(3600))
         // The contract covers the Prometheus names too.
         .prometheus_endpoint()

@@ -233,9 +233,12 @@ pub fn setup(stack: Stack, tenants: usize) -> Setup {
                 use tower::Layer as _;
                 calling(telemetry.client_layer().layer(downstream())).layer(telemetry.layer())
             }
-            Stack::TenantOtelPublic => {
-                router().layer(telemetry.layer_builder().untrusted_trace_context().build())
-            }
+            Stack::TenantOtelPublic => router().layer(
+                telemetry
+                    .layer_builder()
+                    .edge(tenant_otel::layer::Edge::public())
+                    .build(),
+            ),
             _ => router().layer(telemetry.layer()),
         };
         return Setup {
