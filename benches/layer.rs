@@ -12,7 +12,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use http::Request;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
-use tenant_otel::{TenantLayer, TenantRegistry, TenantSpanProcessor};
+use tenant_otel::propagation::TenantSpanProcessor;
+use tenant_otel::{TenantLayer, TenantRegistry};
 use tower::ServiceExt;
 
 #[path = "support/discard.rs"]

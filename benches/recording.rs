@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider};
-use tenant_otel::{QueryOutcome, TenantRegistry};
+use tenant_otel::query::QueryOutcome;
+use tenant_otel::TenantRegistry;
 
 const TENANT_COUNTS: [usize; 3] = [1, 100, 10_000];
 

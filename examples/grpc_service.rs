@@ -26,7 +26,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let telemetry = Telemetry::builder()
         .service_name("grpc-example")
         // A demo of ten calls: the in-process alerts would only judge its tiny numbers.
-        .without_alert_task()
+        .alerts(tenant_otel::alert::Alerts::default().manual())
         .init()?;
 
     let (reporter, health) = tonic_health::server::health_reporter();

@@ -33,7 +33,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use clap::Parser;
 use serde::{Deserialize, Serialize};
-use tenant_otel::{AlertEvent, QueryOutcome, Telemetry, Tenant, TenantInfo, TenantView};
+use tenant_otel::alert::AlertEvent;
+use tenant_otel::query::QueryOutcome;
+use tenant_otel::view::TenantView;
+use tenant_otel::{Telemetry, Tenant, TenantInfo};
 use tracing::Instrument;
 
 #[derive(Parser)]
@@ -218,7 +221,7 @@ struct TenantReport {
     avg_duration_seconds: f64,
     p99_duration_seconds: f64,
     requests: u64,
-    sla: Vec<tenant_otel::SloStatus>,
+    sla: Vec<tenant_otel::view::SloStatus>,
     firing_alerts: Vec<AlertReport>,
 }
 
@@ -244,7 +247,7 @@ fn report(view: TenantView, alerts: Vec<AlertEvent>) -> TenantReport {
             .into_iter()
             .map(|a| AlertReport {
                 alert: a.kind.as_str(),
-                slo: a.slo,
+                slo: a.slo.map(|s| s.as_str()),
                 since_seconds: a.at.saturating_duration_since(a.since).as_secs_f64(),
                 summary: a.to_string(),
             })
@@ -267,9 +270,9 @@ async fn tenants(State(app): State<App>) -> Response {
         .collect();
     Json(serde_json::json!({
         "platform": {
-            "total_queries": view.platform.queries.total,
-            "success_rate": view.platform.queries.success_rate,
-            "avg_duration_seconds": view.platform.queries.avg_ms / 1000.0,
+            "total_queries": view.platform.queries.stats.total,
+            "success_rate": view.platform.queries.stats.success_rate,
+            "avg_duration_seconds": view.platform.queries.stats.avg_ms / 1000.0,
             "tenants": view.platform.tenants,
         },
         "tenants": tenants,
@@ -320,7 +323,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/tenants/{id}", get(tenant))
         .route("/health", get(|| async { "ok" }))
         .with_state(app)
-        .merge(tenant_otel::prometheus_router(
+        .merge(tenant_otel::view::prometheus_router(
             telemetry
                 .prometheus_registry()
                 .expect("asked for with prometheus_endpoint()")

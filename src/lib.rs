@@ -6,11 +6,11 @@
 //!
 //! - [`TenantLayer`] finds each request's tenant (header, baggage, path, host, query, or your own
 //!   function), validates it, and puts `tenant.id` on the server span, on every child span (via
-//!   [`TenantSpanProcessor`]), on log records ([`TenantLogProcessor`]), in W3C baggage for
+//!   [`TenantSpanProcessor`](propagation::TenantSpanProcessor)), on log records ([`TenantLogProcessor`](propagation::TenantLogProcessor)), in W3C baggage for
 //!   downstream calls, and on the HTTP and gRPC server metrics.
 //! - [`ClientLayer`] gives each outgoing hyper, reqwest or tonic call a CLIENT span with the
 //!   tenant, passes `traceparent` and `baggage` on, and times it per tenant.
-//! - [`TenantSampler`] samples traces fairly to small tenants (a floor, a ratio, a cap per
+//! - [`TenantSampler`](sampling::TenantSampler) samples traces fairly to small tenants (a floor, a ratio, a cap per
 //!   tenant); the layer can treat callers' trace context as untrusted at a public edge.
 //! - [`TenantRegistry`] keeps the number of tenant labels bounded (`__overflow__` past the cap)
 //!   and holds everything prepared once per tenant, so a request costs one map lookup.
@@ -19,10 +19,10 @@
 //!   [`TenantRegistry::update_quota_usage`], [`TenantRegistry::register_tenant`]) records the
 //!   `rag.*` instruments of a multi-tenant RAG platform through the same registry.
 //! - The in-process view ([`TenantRegistry::view`]) gives each tenant's counts, success rate and
-//!   latency percentiles beside the platform aggregate, with no collector; `view_router` and
-//!   `prometheus_router` serve it and the metrics over HTTP (features `axum`, `prometheus`).
-//! - Per-tenant SLOs ([`Slo`]), in-process alerts ([`AlertEngine`]) and protection
-//!   ([`Protection`]) are the operator's half: a failing tenant is paged within a minute, a tenant
+//!   latency percentiles beside the platform aggregate, with no collector; [`view::view_router`] and
+//!   `view::prometheus_router` serve it and the metrics over HTTP (features `axum`, `prometheus`).
+//! - Per-tenant SLOs ([`Slo`](slo::Slo)), in-process alerts ([`AlertEngine`](alert::AlertEngine)) and protection
+//!   ([`Protection`](protect::Protection)) are the operator's half: a failing tenant is paged within a minute, a tenant
 //!   hogging the service is named and kept from harming the others.
 //! - [`init()`](fn@init) sets up OTLP export (gRPC or HTTP) from the standard `OTEL_*` variables; with no
 //!   endpoint nothing leaves the process and the in-process view still works.
@@ -47,6 +47,7 @@
 //!                ├─▶ client       CLIENT spans and durations of outgoing calls
 //!                ├─▶ query        the rag.* query API
 //!                ├─▶ alert        SLO burn rates and thresholds judged every few seconds
+//!                ├─▶ slo          the objectives a tier promises (kept by stats)
 //!                ▼
 //!              view            per-tenant view beside the platform aggregate; JSON, /metrics
 //!                │
@@ -92,49 +93,23 @@ pub mod layer;
 pub mod propagation;
 pub mod protect;
 pub mod query;
-pub mod registry;
+mod registry;
 pub mod sampling;
+pub mod slo;
 mod stats;
 pub mod tenant;
 pub mod view;
 
-pub use alert::{
-    AlertEngine, AlertEvent, AlertKind, AlertRules, AlertState, AlertSubscription, AlertTask,
-    Reading, Severity,
-};
-pub use client::{ClientLayer, ClientLayerBuilder, ClientService};
+// The root holds what a user starts with; every other item has its one path in the module that
+// owns it (`tenant_otel::alert::AlertEvent`, `tenant_otel::slo::Slo`, ...).
+pub use client::layer::ClientLayer;
 #[cfg(feature = "signal")]
-pub use init::shutdown_signal;
-pub use init::{init, InitError, Protocol, ShutdownError, Signal, Telemetry, TelemetryBuilder};
-pub use layer::{
-    MissingTenant, ResponseFuture, TenantBody, TenantLayer, TenantLayerBuilder, TenantService,
-};
-pub use propagation::{PropagateLayer, PropagateService, TenantLogProcessor, TenantSpanProcessor};
-pub use protect::{Limits, Protection, Rate, ShedReason};
-pub use query::{
-    InvalidQueryStatus, QueryGuard, QueryOutcome, QueryStatus, QueryTenant, QuotaError,
-    MAX_RESOURCE_TYPE_LEN,
-};
-pub use registry::{
-    Clock, InvalidObjective, LatencyObjective, Objective, Slo, MAX_COMPLIANCE_DAYS,
-};
-pub use registry::{
-    RegisterError, Tenant, TenantRegistry, TenantRegistryBuilder, DEFAULT_MAX_TENANTS,
-    DEFAULT_WINDOW, MAX_QUOTA_RESOURCES,
-};
-pub use sampling::{TenantSampler, TenantSamplerBuilder};
-pub use tenant::{
-    current_tenant, tenant_of, InvalidTenantId, RequestHead, TenantId, TenantInfo, TenantSource,
-    MAX_TENANT_ID_LEN, MAX_TENANT_LABEL_LEN, MAX_TENANT_NAME_LEN, OVERFLOW_TENANT, TENANT_ID_KEY,
-    UNKNOWN_TENANT,
-};
-#[cfg(feature = "axum")]
-pub use view::view_router;
-#[cfg(feature = "prometheus")]
-pub use view::{prometheus_response, prometheus_router};
-pub use view::{
-    Aggregate, PlatformSummary, PlatformView, SloStatus, StatsSnapshot, TenantView, WindowSnapshot,
-};
+pub use init::signal::shutdown_signal;
+pub use init::{builder::init, builder::TelemetryBuilder, error::InitError, telemetry::Telemetry};
+pub use layer::builder::{TenantLayer, TenantLayerBuilder};
+pub use registry::{RegisterError, Tenant, TenantRegistry, TenantRegistryBuilder};
+pub use stats::Clock;
+pub use tenant::{context::current_tenant, id::TenantId, info::TenantInfo, source::TenantSource};
 
 // The README's Rust examples are compiled and run as doc tests, so they stay true.
 #[cfg(doctest)]

@@ -10,7 +10,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use sim::Sim;
-use tenant_otel::{AlertEvent, AlertKind, AlertRules, AlertState, Objective, Severity, Slo};
+use tenant_otel::alert::{AlertEvent, AlertKind, AlertRules, AlertState, Measure, Severity};
+use tenant_otel::slo::{Objective, Sli, Slo};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -73,11 +74,16 @@ fn a_sustained_error_rate_pages_and_a_short_spike_does_not() {
     assert!(fired.contains(&AlertKind::SuccessRate), "{fired:?}");
     assert!(fired.contains(&AlertKind::Page), "{fired:?}");
     let page = outage.iter().find(|e| e.kind == AlertKind::Page).unwrap();
-    assert_eq!(page.slo, Some("availability"));
+    assert_eq!(page.slo, Some(Sli::Availability));
+    assert_eq!(
+        page.slo.map(|s| s.to_string()).as_deref(),
+        Some("availability")
+    );
     assert_eq!(page.tier, "premium");
     // With two hours of history the 6h and 30m pair (over 6x) gets there a minute before the
     // 1h and 5m pair (over 14.4x).
-    let windows: Vec<&str> = page.readings.iter().map(|r| r.window).collect();
+    let windows: Vec<&str> = page.readings.iter().map(|r| r.window.as_str()).collect();
+    assert!(page.readings.iter().all(|r| r.measure == Measure::BurnRate));
     assert!(
         windows == ["6h", "30m"] || windows == ["1h", "5m"],
         "{windows:?}"
@@ -181,11 +187,11 @@ fn latency_objectives_burn_and_page_like_availability() {
         .iter()
         .find(|e| e.kind == AlertKind::Page)
         .expect("the latency objective pages");
-    assert_eq!(page.slo, Some("latency"));
+    assert_eq!(page.slo, Some(Sli::Latency));
     assert!(
         !firing
             .iter()
-            .any(|e| e.kind == AlertKind::Page && e.slo == Some("availability")),
+            .any(|e| e.kind == AlertKind::Page && e.slo == Some(Sli::Availability)),
         "nothing failed"
     );
 }
@@ -305,7 +311,7 @@ fn tier_and_per_tenant_objectives_change_the_verdict() {
 /// Seconds from the moment one tenant of 50 starts failing at `error_rate` to its first event
 /// of page severity, and to its first burn-rate page, at the tier's objective; the others stay
 /// healthy. Requests arrive twice a second per tenant; the rules are evaluated every 10 s, as
-/// [`AlertTask`](tenant_otel::AlertTask) does by default.
+/// [`AlertTask`](tenant_otel::alert::AlertTask) does by default.
 fn detection(tier: &str, error_rate: f64) -> (u64, Option<u64>) {
     let mut sim = Sim::new(AlertRules::default());
     let tenants: Vec<String> = (0..50).map(|i| format!("tenant-{i:02}")).collect();

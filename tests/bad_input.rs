@@ -8,6 +8,7 @@ use http::{HeaderValue, Request, StatusCode};
 use http_body_util::BodyExt;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+use tenant_otel::layer::Edge;
 use tenant_otel::{Tenant, TenantLayer, TenantRegistry, TenantSource};
 use tower::ServiceExt;
 
@@ -224,8 +225,10 @@ async fn baggage_names_the_tenant_only_where_callers_are_trusted() {
     );
     // At a public edge, and where callers' baggage is dropped, the header alone.
     for layer in [
-        TenantLayer::builder().untrusted_trace_context().build(),
-        TenantLayer::builder().drop_inbound_baggage().build(),
+        TenantLayer::builder().edge(Edge::public()).build(),
+        TenantLayer::builder()
+            .edge(Edge::internal().drop_inbound_baggage())
+            .build(),
     ] {
         let (status, msg) = send(&app(layer), baggage_only()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -233,7 +236,9 @@ async fn baggage_names_the_tenant_only_where_callers_are_trusted() {
     }
     // Trusted only for some callers: the others' baggage is gone before any source reads it.
     let gated = app(TenantLayer::builder()
-        .trust_trace_context_if(|head| head.headers.contains_key("x-gateway"))
+        .edge(Edge::trust_if(|head| {
+            head.headers.contains_key("x-gateway")
+        }))
         .build());
     assert_eq!(
         send(&gated, baggage_only()).await.0,

@@ -10,6 +10,7 @@ use opentelemetry_sdk::trace::SpanData;
 
 mod common;
 use common::{count_kind, serve, span_attr as attr, spans_when};
+use tenant_otel::layer::Edge;
 
 /// One service as the README sets it up: `init()`'s telemetry (spans to an exporter of the
 /// test's), its router wrapped in `telemetry.layer()`, nothing else configured.
@@ -26,7 +27,7 @@ impl Service {
             .span_exporter(spans.clone())
             .without_tracing_subscriber()
             .without_globals()
-            .without_alert_task()
+            .alerts(tenant_otel::alert::Alerts::default().manual())
             .init()
             .unwrap();
         Service { telemetry, spans }
@@ -172,7 +173,7 @@ async fn a_public_service_never_takes_the_tenant_from_baggage() {
                 public
                     .telemetry
                     .layer_builder()
-                    .untrusted_trace_context()
+                    .edge(Edge::public())
                     .build(),
             ),
     )
@@ -208,7 +209,7 @@ async fn a_public_service_never_takes_the_tenant_from_baggage() {
                 public
                     .telemetry
                     .layer_builder()
-                    .drop_inbound_baggage()
+                    .edge(Edge::internal().drop_inbound_baggage())
                     .build(),
             ),
     )

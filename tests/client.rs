@@ -63,7 +63,7 @@ impl Pipeline {
     }
 }
 
-type Hyper = tenant_otel::ClientService<
+type Hyper = tenant_otel::client::ClientService<
     hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,
         Empty<bytes::Bytes>,

@@ -14,7 +14,8 @@ use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use otlp_support::{attrs, keys, kind, pipeline, points, total, Metric};
 use tenant_otel::instruments::{DURATION_BUCKETS, QUERY_DURATION_BUCKETS};
-use tenant_otel::{QueryOutcome, Tenant, TenantInfo, TenantRegistry};
+use tenant_otel::query::QueryOutcome;
+use tenant_otel::{Tenant, TenantInfo, TenantRegistry};
 use tower::ServiceExt;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -245,10 +246,11 @@ async fn exported_instruments_match_the_contract_table() {
     let inflight = registry.start_query("acme").unwrap();
 
     // The Prometheus scrape of the same providers.
-    let scrape = tenant_otel::prometheus_router(p.telemetry.prometheus_registry().unwrap().clone())
-        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    let scrape =
+        tenant_otel::view::prometheus_router(p.telemetry.prometheus_registry().unwrap().clone())
+            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
     assert_eq!(scrape.status(), StatusCode::OK);
     assert!(scrape.headers()["content-type"]
         .to_str()

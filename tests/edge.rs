@@ -10,7 +10,9 @@ use opentelemetry::baggage::BaggageExt;
 use opentelemetry::trace::{SpanKind, TraceId};
 use opentelemetry::{Array, StringValue, Value};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
-use tenant_otel::{Clock, TenantInfo, TenantLayer, TenantRegistry, TenantSampler};
+use tenant_otel::layer::Edge;
+use tenant_otel::sampling::TenantSampler;
+use tenant_otel::{Clock, TenantInfo, TenantLayer, TenantRegistry};
 use tower::{service_fn, Layer, ServiceExt};
 
 fn attr(span: &SpanData, key: &str) -> Option<Value> {
@@ -169,7 +171,7 @@ async fn tier_ratios_come_from_the_registry_under_init() {
         )
         .without_tracing_subscriber()
         .without_globals()
-        .without_alert_task()
+        .alerts(tenant_otel::alert::Alerts::default().manual())
         .init()
         .unwrap();
     telemetry
@@ -217,7 +219,7 @@ async fn an_untrusted_caller_gets_a_new_trace_linked_to_its_span_and_loses_its_b
     let public = TenantLayer::builder()
         .tracer_provider(&provider)
         .registry(TenantRegistry::builder().build())
-        .untrusted_trace_context()
+        .edge(Edge::public())
         .build();
     assert_eq!(send(&public, from_caller()).await, "tenant.id=acme");
 
@@ -248,8 +250,7 @@ async fn an_untrusted_caller_gets_a_new_trace_linked_to_its_span_and_loses_its_b
     let gated = TenantLayer::builder()
         .tracer_provider(&provider)
         .registry(TenantRegistry::builder().build())
-        .drop_inbound_baggage()
-        .trust_trace_context_if(|head| head.headers.contains_key("x-gateway"))
+        .edge(Edge::trust_if(|head| head.headers.contains_key("x-gateway")).drop_inbound_baggage())
         .build();
     let mut req = from_caller();
     req.headers_mut()
@@ -284,9 +285,12 @@ async fn allowlisted_headers_are_captured_and_credentials_never() {
     let layer = TenantLayer::builder()
         .tracer_provider(&provider)
         .registry(TenantRegistry::builder().build())
-        .capture_request_headers(["x-request-id", "authorization", "cookie", "x-api-key"])
-        .capture_response_headers(["x-cache", "set-cookie"])
-        .sensitive_headers(["x-api-key"])
+        .edge(
+            Edge::internal()
+                .capture_request_headers(["x-request-id", "authorization", "cookie", "x-api-key"])
+                .capture_response_headers(["x-cache", "set-cookie"])
+                .sensitive_headers(["x-api-key"]),
+        )
         .build();
     let req = http::Request::builder()
         .header("x-tenant-id", "acme")
@@ -336,9 +340,12 @@ async fn a_sensitive_header_is_never_captured_however_its_name_is_spelled() {
     let layer = TenantLayer::builder()
         .tracer_provider(&provider)
         .registry(TenantRegistry::builder().build())
-        .capture_request_headers(["X-Secret-Token", " x-request-id ", "x-session"])
-        .capture_response_headers(["x-cache ", "\tX-Secret-Token"])
-        .sensitive_headers([" x-secret-token ", "X-SESSION\t"])
+        .edge(
+            Edge::internal()
+                .capture_request_headers(["X-Secret-Token", " x-request-id ", "x-session"])
+                .capture_response_headers(["x-cache ", "\tX-Secret-Token"])
+                .sensitive_headers([" x-secret-token ", "X-SESSION\t"]),
+        )
         .build();
     let service = layer.layer(service_fn(|_req: http::Request<()>| async {
         let mut res = http::Response::new(String::new());

@@ -9,10 +9,10 @@ use std::time::Duration;
 use opentelemetry::Value;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, Metric, MetricData, ResourceMetrics};
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
-use tenant_otel::{
-    InvalidTenantId, Objective, QueryOutcome, QueryStatus, QuotaError, RegisterError, TenantId,
-    TenantInfo, TenantRegistry, TenantRegistryBuilder,
-};
+use tenant_otel::query::{QueryOutcome, QueryStatus, QuotaError};
+use tenant_otel::slo::Objective;
+use tenant_otel::tenant::InvalidTenantId;
+use tenant_otel::{RegisterError, TenantId, TenantInfo, TenantRegistry, TenantRegistryBuilder};
 
 /// A registry recording into an in-memory exporter.
 struct Pipeline {

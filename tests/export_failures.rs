@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use tenant_otel::{InitError, Protocol, Signal, Telemetry};
+use tenant_otel::init::{Protocol, Signal};
+use tenant_otel::{InitError, Telemetry};
 
 mod common;
 mod processes;
@@ -67,7 +68,7 @@ async fn serve_through(endpoint: String, protocol: Protocol) {
 
 /// Shuts `telemetry` down off the runtime, failing the test (instead of hanging it) if that
 /// takes far longer than the shutdown timeout the telemetry was built with (at most 5 s here).
-async fn shut_down(telemetry: Telemetry) -> Result<(), tenant_otel::ShutdownError> {
+async fn shut_down(telemetry: Telemetry) -> Result<(), tenant_otel::init::ShutdownError> {
     let shutdown = tokio::task::spawn_blocking(move || telemetry.shutdown());
     tokio::time::timeout(Duration::from_secs(30), shutdown)
         .await
@@ -166,7 +167,7 @@ fn a_port_of_the_other_protocol_is_named_with_the_variable_to_set() {
                 .protocol(protocol)
                 .without_tracing_subscriber()
                 .without_globals()
-                .without_alert_task()
+                .alerts(tenant_otel::alert::Alerts::default().manual())
                 .shutdown_timeout(Duration::from_millis(200))
                 .export_timeout(Duration::from_millis(200))
                 .init()
@@ -189,7 +190,7 @@ fn a_port_of_the_other_protocol_is_named_with_the_variable_to_set() {
             .protocol(Protocol::HttpProtobuf)
             .without_tracing_subscriber()
             .without_globals()
-            .without_alert_task()
+            .alerts(tenant_otel::alert::Alerts::default().manual())
             .shutdown_timeout(Duration::from_millis(200))
             .init()
             .unwrap()
@@ -212,7 +213,7 @@ async fn shutdown_ends_within_its_timeout_against_a_black_hole() {
             .shutdown_timeout(Duration::from_secs(1))
             .without_tracing_subscriber()
             .without_globals()
-            .without_alert_task()
+            .alerts(tenant_otel::alert::Alerts::default().manual())
             .init()
             .unwrap();
         get_ok(&work_app(&telemetry), "/work", "acme").await;
@@ -242,7 +243,7 @@ async fn export_resumes_when_the_collector_comes_back() {
         .shutdown_timeout(Duration::from_secs(5))
         .without_tracing_subscriber()
         .without_globals()
-        .without_alert_task()
+        .alerts(tenant_otel::alert::Alerts::default().manual())
         .init()
         .unwrap();
     let app = work_app(&telemetry);
@@ -303,7 +304,7 @@ async fn a_slow_collector_slows_no_request_and_shutdown_keeps_its_timeout() {
         .shutdown_timeout(Duration::from_secs(2))
         .without_tracing_subscriber()
         .without_globals()
-        .without_alert_task()
+        .alerts(tenant_otel::alert::Alerts::default().manual())
         .init()
         .unwrap();
     let app = work_app(&telemetry);

@@ -77,18 +77,18 @@ fn prometheus_tenants(text: &str) -> BTreeSet<String> {
 async fn the_prometheus_endpoint_sees_at_most_the_cap() {
     for (name, source, request) in sources() {
         let telemetry = Telemetry::builder()
-            .max_tenants(CAP)
+            .registry(tenant_otel::TenantRegistry::builder().max_tenants(CAP))
             .prometheus_endpoint()
             .without_tracing_subscriber()
             .without_globals()
-            .without_alert_task()
+            .alerts(tenant_otel::alert::Alerts::default().manual())
             .init()
             .unwrap();
         let app = app(telemetry.layer_builder().source(source).build());
         for i in 0..FLOOD {
             send(&app, request(&format!("flood-{i}"))).await;
         }
-        let res = tenant_otel::prometheus_response(telemetry.prometheus_registry().unwrap());
+        let res = tenant_otel::view::prometheus_response(telemetry.prometheus_registry().unwrap());
         let body = res.into_body().collect().await.unwrap().to_bytes();
         let tenants = prometheus_tenants(&String::from_utf8_lossy(&body));
         let own = tenants.iter().filter(|t| !t.starts_with("__")).count();

@@ -286,7 +286,7 @@ mod conventions {
         layer: &TenantLayer,
     ) -> impl tower::Service<
         http::Request<()>,
-        Response = http::Response<tenant_otel::TenantBody<Body>>,
+        Response = http::Response<tenant_otel::layer::TenantBody<Body>>,
         Error = std::convert::Infallible,
         Future = impl Send,
     > + Clone {

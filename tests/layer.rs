@@ -11,7 +11,8 @@ use axum::Router;
 use common::{attr, span_named, Harness};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use tenant_otel::{PropagateLayer, Tenant, TenantSource};
+use tenant_otel::propagation::PropagateLayer;
+use tenant_otel::{Tenant, TenantSource};
 use tower::{Service, ServiceExt};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";

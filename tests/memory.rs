@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
-use tenant_otel::{QueryOutcome, TenantRegistry};
+use tenant_otel::query::QueryOutcome;
+use tenant_otel::TenantRegistry;
 
 /// Resident memory per admitted tenant stays below this. Measured at about 36 KiB at 1,000
 /// tenants in a release build and 50 KiB in a debug one: the per-tenant latency histograms and

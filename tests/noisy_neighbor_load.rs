@@ -27,7 +27,8 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use tenant_otel::{Protection, TenantLayer, TenantRegistry};
+use tenant_otel::protect::Protection;
+use tenant_otel::{TenantLayer, TenantRegistry};
 use tokio::sync::Semaphore;
 
 const QUIET: usize = 8;

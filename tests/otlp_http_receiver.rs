@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use tenant_otel::{Protocol, Telemetry};
+use tenant_otel::init::Protocol;
+use tenant_otel::Telemetry;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_metrics_and_logs_arrive_over_http_protobuf() {
@@ -84,7 +85,7 @@ async fn http_export_resumes_after_an_outage_and_waits_for_a_slow_collector() {
             .export_timeout(Duration::from_secs(8))
             .without_tracing_subscriber()
             .without_globals()
-            .without_alert_task()
+            .alerts(tenant_otel::alert::Alerts::default().manual())
             .init()
             .unwrap();
         let app = work_app(&telemetry);

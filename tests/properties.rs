@@ -11,7 +11,8 @@ use http::{HeaderValue, Request, StatusCode};
 use http_body_util::BodyExt;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use tenant_otel::{InvalidTenantId, Tenant, TenantId, TenantLayer, TenantRegistry, TenantSource};
+use tenant_otel::tenant::InvalidTenantId;
+use tenant_otel::{Tenant, TenantId, TenantLayer, TenantRegistry, TenantSource};
 use tower::ServiceExt;
 
 const CASES: u32 = 256;

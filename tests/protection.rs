@@ -12,11 +12,10 @@ use opentelemetry::Value;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+use tenant_otel::layer::{ResponseFuture, TenantBody, TenantService};
 use tenant_otel::protect::OVERFLOW_BUCKETS;
-use tenant_otel::{
-    Clock, Limits, Protection, Rate, ResponseFuture, TenantBody, TenantInfo, TenantLayer,
-    TenantRegistry, TenantService,
-};
+use tenant_otel::protect::{Limits, Protection, Rate};
+use tenant_otel::{Clock, TenantInfo, TenantLayer, TenantRegistry};
 use tower::{service_fn, Layer, Service};
 
 type Answer = Ready<Result<http::Response<Empty<Bytes>>, Infallible>>;

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use otlp_support::{histogram, matching, pipeline, quantile, tenant_ids, total, value};
 use tenant_otel::instruments::QUERY_DURATION_BUCKETS;
-use tenant_otel::{QueryOutcome, QueryStatus, TenantInfo};
+use tenant_otel::query::{QueryOutcome, QueryStatus};
+use tenant_otel::TenantInfo;
 
 /// 49 tenants at 50 ms and one at 5 s failing one query in five: the platform mean says
 /// ~149 ms, while the failing tenant's own series show a p99 of ~5 s and 80 % success.
@@ -42,7 +43,7 @@ async fn averaging_blindness_is_visible_per_tenant_in_otlp_and_in_process() {
 
     // In process.
     let view = registry.view();
-    let platform = &view.platform.queries;
+    let platform = &view.platform.queries.stats;
     assert_eq!(platform.total, 50 * PER_TENANT);
     assert!((platform.avg_ms - 149.0).abs() < 0.5, "{}", platform.avg_ms);
     assert!((platform.success_rate - 0.996).abs() < 1e-9);

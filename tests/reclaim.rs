@@ -298,7 +298,7 @@ fn a_prometheus_endpoint_is_kept_only_when_asked_and_never_with_reclaim() {
     let plain = tenant_otel::Telemetry::builder()
         .without_tracing_subscriber()
         .without_globals()
-        .without_alert_task()
+        .alerts(tenant_otel::alert::Alerts::default().manual())
         .init()
         .unwrap();
     assert!(plain.prometheus_registry().is_none());
@@ -306,16 +306,18 @@ fn a_prometheus_endpoint_is_kept_only_when_asked_and_never_with_reclaim() {
         .prometheus_endpoint()
         .without_tracing_subscriber()
         .without_globals()
-        .without_alert_task()
+        .alerts(tenant_otel::alert::Alerts::default().manual())
         .init()
         .unwrap();
     assert!(asked.prometheus_registry().is_some());
     let conflict = tenant_otel::Telemetry::builder()
         .prometheus_endpoint()
-        .reclaim_idle_tenants_after(Duration::from_secs(60))
+        .registry(
+            tenant_otel::TenantRegistry::builder().reclaim_idle_after(Duration::from_secs(60)),
+        )
         .without_tracing_subscriber()
         .without_globals()
-        .without_alert_task()
+        .alerts(tenant_otel::alert::Alerts::default().manual())
         .init()
         .unwrap_err();
     assert!(matches!(conflict, tenant_otel::InitError::Conflict(_)));

@@ -218,14 +218,14 @@ async fn spans_dropped_by_a_full_queue_are_counted() {
         .prometheus_endpoint()
         .without_tracing_subscriber()
         .without_globals()
-        .without_alert_task()
+        .alerts(tenant_otel::alert::Alerts::default().manual())
         .init()
         .unwrap();
     let tracer = telemetry.tracer_provider().tracer("load");
     for _ in 0..20_000 {
         tracer.start("work").end();
     }
-    let text = tenant_otel::prometheus_response(telemetry.prometheus_registry().unwrap());
+    let text = tenant_otel::view::prometheus_response(telemetry.prometheus_registry().unwrap());
     let body = text.into_body();
     let body = http_body_util::BodyExt::collect(body)
         .await

@@ -13,7 +13,8 @@ use opentelemetry::KeyValue;
 use opentelemetry_sdk::trace::{
     InMemorySpanExporter, SamplingDecision, SdkTracerProvider, ShouldSample,
 };
-use tenant_otel::{Clock, Telemetry, TenantLayer, TenantRegistry, TenantSampler};
+use tenant_otel::sampling::TenantSampler;
+use tenant_otel::{Clock, Telemetry, TenantLayer, TenantRegistry};
 use tower::{service_fn, Layer, ServiceExt};
 
 /// Counts the allocations of the calling thread, so tests running beside it do not count.
@@ -97,7 +98,7 @@ fn telemetry(
         .span_exporter(spans.clone())
         .without_tracing_subscriber()
         .without_globals()
-        .without_alert_task();
+        .alerts(tenant_otel::alert::Alerts::default().manual());
     (configure(builder).init().unwrap(), spans)
 }
 
@@ -124,16 +125,19 @@ async fn send_all(telemetry: &Telemetry, tenants: impl IntoIterator<Item = (Stri
 async fn tenants_reclaimed_by_the_registry_give_their_budget_to_newcomers() {
     let clock = Clock::manual();
     let (telemetry, spans) = telemetry(|b| {
-        b.clock(clock.clone())
-            .max_tenants(1_000)
-            .reclaim_idle_tenants_after(Duration::from_secs(1))
-            .sampler(
-                TenantSampler::builder()
-                    .floor(5)
-                    .ratio(0.0)
-                    .clock(clock.clone())
-                    .build(),
-            )
+        b.registry(
+            TenantRegistry::builder()
+                .clock(clock.clone())
+                .max_tenants(1_000)
+                .reclaim_idle_after(Duration::from_secs(1)),
+        )
+        .sampler(
+            TenantSampler::builder()
+                .floor(5)
+                .ratio(0.0)
+                .clock(clock.clone())
+                .build(),
+        )
     });
     send_all(&telemetry, (0..1_000).map(|i| (format!("flood-{i}"), 1))).await;
     // Quiet past the reclaim time, well within the sampler's minute.
@@ -159,7 +163,7 @@ async fn tenants_reclaimed_by_the_registry_give_their_budget_to_newcomers() {
 async fn every_tenant_within_the_registry_cap_keeps_its_floor() {
     const CAP: usize = 3_000;
     let (telemetry, spans) = telemetry(|b| {
-        b.max_tenants(CAP)
+        b.registry(TenantRegistry::builder().max_tenants(CAP))
             .sampler(TenantSampler::builder().floor(1).ratio(0.0).build())
     });
     send_all(&telemetry, (0..CAP).map(|i| (format!("t-{i}"), 1))).await;

@@ -82,11 +82,11 @@ fn gauge(scrape: &str, tenant: &str, window: &str) -> f64 {
 /// Telemetry with a Prometheus endpoint on `clock`, nothing exported and no alert task.
 fn telemetry(clock: &Clock) -> Telemetry {
     Telemetry::builder()
-        .clock(clock.clone())
+        .registry(tenant_otel::TenantRegistry::builder().clock(clock.clone()))
         .prometheus_endpoint()
         .without_tracing_subscriber()
         .without_globals()
-        .without_alert_task()
+        .alerts(tenant_otel::alert::Alerts::default().manual())
         .init()
         .unwrap()
 }
@@ -118,7 +118,7 @@ fn sender(telemetry: &Telemetry) -> impl FnMut(&str, &str) {
 
 /// The Prometheus endpoint's answer.
 fn scrape(telemetry: &Telemetry) -> String {
-    let res = tenant_otel::prometheus_response(telemetry.prometheus_registry().unwrap());
+    let res = tenant_otel::view::prometheus_response(telemetry.prometheus_registry().unwrap());
     let bytes = http_body_util::BodyExt::collect(res.into_body())
         .now_or_never()
         .expect("an in-memory body")

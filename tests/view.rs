@@ -10,9 +10,9 @@ use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use serde_json::Value;
-use tenant_otel::{
-    view_router, QueryOutcome, QueryStatus, TenantInfo, TenantLayer, TenantRegistry,
-};
+use tenant_otel::query::{QueryOutcome, QueryStatus};
+use tenant_otel::view::view_router;
+use tenant_otel::{TenantInfo, TenantLayer, TenantRegistry};
 use tower::ServiceExt;
 
 fn registry(max_tenants: usize) -> TenantRegistry {
@@ -97,6 +97,29 @@ async fn tenants_json_shows_requests_and_queries_worst_first() {
     assert_eq!(platform["queries"]["active"], 1);
     assert!((platform["queries"]["avg_ms"].as_f64().unwrap() - 76.0).abs() < 0.5);
     assert_eq!(platform["tenants"], 3);
+    // The aggregate keeps its flat JSON shape, though it is a `StatsSnapshot` inside.
+    let keys: Vec<&str> = platform["requests"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut expected = [
+        "total",
+        "success",
+        "errors",
+        "success_rate",
+        "active",
+        "avg_ms",
+        "window_total",
+        "window_errors",
+        "window_success_rate",
+        "window_avg_ms",
+    ];
+    expected.sort_unstable();
+    assert_eq!(keys, expected);
+    assert_eq!(platform["requests"]["window_total"], 4);
+    assert_eq!(platform["requests"]["window_errors"], 1);
 
     let (status, acme) = get_json(&view, "/tenants/acme").await;
     assert_eq!(status, StatusCode::OK);
@@ -111,6 +134,9 @@ async fn tenants_json_shows_requests_and_queries_worst_first() {
     assert!((p50 - 40.0).abs() / 40.0 < 0.01, "{p50}");
     assert_eq!(acme["quota"]["tokens"], 91.0);
     assert_eq!(acme["info"]["tier"], "premium");
+    // Which objective, by its name as before it was an enum.
+    assert_eq!(acme["sla"][0]["slo"], "availability");
+    assert!(acme["sla"][0]["burn_rates"].is_object());
 
     let (status, initech) = get_json(&view, "/tenants/initech").await;
     assert_eq!(status, StatusCode::OK);
@@ -167,16 +193,16 @@ fn shared_labels_appear_only_when_they_saw_traffic() {
     // Queries past the cap share `__overflow__` but are not requests, which is what
     // `overflowed_requests` counts.
     assert_eq!(view.platform.overflowed_requests, 0);
-    assert_eq!(view.platform.queries.total, 2);
-    assert!((view.platform.queries.success_rate - 0.5).abs() < 1e-9);
+    assert_eq!(view.platform.queries.stats.total, 2);
+    assert!((view.platform.queries.stats.success_rate - 0.5).abs() < 1e-9);
 }
 
 #[test]
 fn an_idle_registry_has_a_neutral_view() {
     let view = registry(10).view();
     assert!(view.tenants.is_empty());
-    assert_eq!(view.platform.queries.total, 0);
-    assert_eq!(view.platform.queries.success_rate, 1.0);
-    assert_eq!(view.platform.queries.avg_ms, 0.0);
-    assert!(view.platform.queries.avg_ms.is_finite());
+    assert_eq!(view.platform.queries.stats.total, 0);
+    assert_eq!(view.platform.queries.stats.success_rate, 1.0);
+    assert_eq!(view.platform.queries.stats.avg_ms, 0.0);
+    assert!(view.platform.queries.stats.avg_ms.is_finite());
 }

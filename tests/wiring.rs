@@ -60,7 +60,7 @@ async fn init_exports_every_span_with_the_tenant_and_the_callers_trace() {
     let telemetry = Telemetry::builder()
         .span_exporter(spans.clone())
         .without_tracing_subscriber()
-        .without_alert_task()
+        .alerts(tenant_otel::alert::Alerts::default().manual())
         .init()
         .unwrap();
     assert!(telemetry.is_exporting());

@@ -26,7 +26,8 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use indicatif::{ProgressBar, ProgressStyle};
-use tenant_otel::{AlertEvent, AlertState, Severity, Telemetry, Tenant, TenantInfo};
+use tenant_otel::alert::{AlertEvent, AlertState, Severity};
+use tenant_otel::{Telemetry, Tenant, TenantInfo};
 
 #[derive(Parser, Clone)]
 #[command(about = "Show what a platform average hides, tenant by tenant")]
@@ -71,7 +72,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Telemetry::builder()
             .service_name("averaging-blindness")
             // A demo of seconds: evaluate the alert rules every second, not every ten.
-            .alert_interval(Duration::from_secs(1))
+            .alerts(tenant_otel::alert::Alerts::default().every(Duration::from_secs(1)))
             .without_console_logs()
             .init()?,
     );
@@ -160,8 +161,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
 
     let view = registry.view();
-    let platform = &view.platform.requests;
-    let rows: Vec<&tenant_otel::TenantView> = view
+    let platform = &view.platform.requests.stats;
+    let rows: Vec<&tenant_otel::view::TenantView> = view
         .tenants
         .iter()
         .filter(|t| !t.tenant.starts_with("__"))

@@ -75,13 +75,13 @@ fn trace(event: &AlertEvent) {
             r.threshold
         );
     }
-    let windows: Vec<&str> = event.readings.iter().map(|r| r.window).collect();
+    let windows: Vec<&str> = event.readings.iter().map(|r| r.window.as_str()).collect();
     let windows = windows.join(",");
     let (tenant, tier, alert, slo) = (
         event.tenant.as_str(),
         event.tier.as_str(),
         event.kind.as_str(),
-        event.slo.unwrap_or(""),
+        event.slo.map_or("", |s| s.as_str()),
     );
     let state = event.state.as_str();
     // The level of a `tracing` event is fixed where it is written: one arm per level.

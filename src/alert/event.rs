@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Instant;
 
+use crate::stats::Sli;
 use crate::tenant::TenantId;
 
 /// The rule an alert comes from, as the `alert` attribute of `tenant.alerts` names it.
@@ -82,17 +83,118 @@ impl AlertState {
     }
 }
 
+/// What a [`Reading`] measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Measure {
+    /// The rate the error budget burns at (`burn_rate`): 1 spends it exactly over the
+    /// compliance window.
+    BurnRate,
+    /// The share of requests that succeeded (`success_rate`).
+    SuccessRate,
+    /// The 99th percentile duration, in seconds (`p99_seconds`).
+    P99Seconds,
+    /// The highest quota usage reported, in percent (`quota_percent`).
+    QuotaPercent,
+    /// The tenant's share of the service's busy time (`share`).
+    Share,
+    /// The service's requests in flight, on average over the window (`in_flight`).
+    InFlight,
+}
+
+impl Measure {
+    /// The name in logs and events: `burn_rate`, `success_rate`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Measure::BurnRate => "burn_rate",
+            Measure::SuccessRate => "success_rate",
+            Measure::P99Seconds => "p99_seconds",
+            Measure::QuotaPercent => "quota_percent",
+            Measure::Share => "share",
+            Measure::InFlight => "in_flight",
+        }
+    }
+}
+
+impl fmt::Display for Measure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Over which window a [`Reading`] was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Window {
+    /// The last two minutes (`2m`), of the success-rate rule.
+    TwoMinutes,
+    /// `5m`, a burn-rate window.
+    FiveMinutes,
+    /// `30m`, a burn-rate window.
+    ThirtyMinutes,
+    /// `1h`, a burn-rate window.
+    OneHour,
+    /// `2h`, a burn-rate window.
+    TwoHours,
+    /// `6h`, a burn-rate window.
+    SixHours,
+    /// `1d`, a burn-rate window.
+    OneDay,
+    /// `3d`, a burn-rate window.
+    ThreeDays,
+    /// The in-process view's sliding window (`sliding`).
+    Sliding,
+    /// A gauge's last value (`now`).
+    Now,
+}
+
+impl Window {
+    /// The label in logs and events: `2m`, `5m`, ..., `3d`, `sliding`, `now`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Window::TwoMinutes => "2m",
+            Window::FiveMinutes => "5m",
+            Window::ThirtyMinutes => "30m",
+            Window::OneHour => "1h",
+            Window::TwoHours => "2h",
+            Window::SixHours => "6h",
+            Window::OneDay => "1d",
+            Window::ThreeDays => "3d",
+            Window::Sliding => "sliding",
+            Window::Now => "now",
+        }
+    }
+
+    /// The burn-rate window of this length, if it is one.
+    pub(crate) fn burn(minutes: u64) -> Option<Window> {
+        Some(match minutes {
+            5 => Window::FiveMinutes,
+            30 => Window::ThirtyMinutes,
+            60 => Window::OneHour,
+            120 => Window::TwoHours,
+            360 => Window::SixHours,
+            1440 => Window::OneDay,
+            4320 => Window::ThreeDays,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One figure an alert was decided on: a burn rate over a window, a success rate, a p99, a
 /// quota, a share; with the threshold it was held against.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Reading {
-    /// What was measured: `burn_rate`, `success_rate`, `p99_seconds`, `quota_percent`,
-    /// `share` (of the service's busy time), `in_flight` (the service's requests in flight, on
-    /// average over the window).
-    pub measure: &'static str,
-    /// Over which window (`5m`, `1h`, ...; `sliding` for the view's window, `now` for a gauge).
-    pub window: &'static str,
+    /// What was measured.
+    pub measure: Measure,
+    /// Over which window.
+    pub window: Window,
     /// The value.
     pub value: f64,
     /// The threshold it passed (or, once resolved, no longer passes).
@@ -109,8 +211,8 @@ pub struct AlertEvent {
     pub tier: String,
     /// The rule.
     pub kind: AlertKind,
-    /// For SLO rules, which objective: `availability` or `latency`.
-    pub slo: Option<&'static str>,
+    /// For SLO rules, which objective.
+    pub slo: Option<Sli>,
     /// Firing or resolved.
     pub state: AlertState,
     /// The figures behind it, as last evaluated while the condition held.
@@ -149,5 +251,19 @@ impl fmt::Display for AlertEvent {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Window;
+    use crate::stats::WINDOWS;
+
+    #[test]
+    fn every_burn_window_has_its_name() {
+        for w in WINDOWS {
+            assert_eq!(Window::burn(w.minutes).map(Window::as_str), Some(w.label));
+        }
+        assert_eq!(Window::burn(7), None);
     }
 }

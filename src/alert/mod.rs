@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use deliver::AlertSubscription;
-pub use event::{AlertEvent, AlertKind, AlertState, Reading, Severity};
+pub use event::{AlertEvent, AlertKind, AlertState, Measure, Reading, Severity, Window};
 pub use rules::AlertRules;
 pub use task::AlertTask;
 
@@ -30,11 +30,75 @@ use crate::tenant::TenantId;
 /// The default time between two evaluations of [`AlertTask`].
 pub const DEFAULT_EVALUATION_INTERVAL: Duration = Duration::from_secs(10);
 
+/// The in-process alerts [`init`](fn@crate::init) sets up: the rules, and how often a
+/// background task judges them. Given to
+/// [`TelemetryBuilder::alerts`](crate::TelemetryBuilder::alerts).
+///
+/// ```
+/// use std::time::Duration;
+/// use tenant_otel::alert::{AlertRules, Alerts};
+///
+/// let builder = tenant_otel::Telemetry::builder().alerts(
+///     Alerts::new(AlertRules::default().p99_above(Duration::from_secs(2)))
+///         .every(Duration::from_secs(5)),
+/// );
+/// # let _ = builder;
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Alerts {
+    pub(crate) rules: AlertRules,
+    /// `None`: no background task.
+    pub(crate) every: Option<Duration>,
+}
+
+impl Default for Alerts {
+    /// [`AlertRules::default`], judged every [`DEFAULT_EVALUATION_INTERVAL`].
+    fn default() -> Self {
+        Alerts::new(AlertRules::default())
+    }
+}
+
+impl Alerts {
+    /// These rules, judged every [`DEFAULT_EVALUATION_INTERVAL`] (10 s).
+    pub fn new(rules: AlertRules) -> Self {
+        Alerts {
+            rules,
+            every: Some(DEFAULT_EVALUATION_INTERVAL),
+        }
+    }
+
+    /// Judge the rules this often in the background.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let alerts = tenant_otel::alert::Alerts::default().every(Duration::from_secs(1));
+    /// # let _ = alerts;
+    /// ```
+    pub fn every(mut self, every: Duration) -> Self {
+        self.every = Some(every);
+        self
+    }
+
+    /// No background task: call [`AlertEngine::evaluate`] yourself (on a simulated clock, say).
+    ///
+    /// ```
+    /// let alerts = tenant_otel::alert::Alerts::default().manual();
+    /// # let _ = alerts;
+    /// ```
+    pub fn manual(mut self) -> Self {
+        self.every = None;
+        self
+    }
+}
+
 /// Evaluates [`AlertRules`] against a registry's tenants and delivers the events.
 ///
 /// ```
 /// use std::time::Duration;
-/// use tenant_otel::{AlertEngine, AlertKind, AlertRules, Clock, TenantRegistry};
+/// use tenant_otel::{Clock, TenantRegistry};
+/// use tenant_otel::alert::{AlertEngine, AlertKind, AlertRules};
 ///
 /// let clock = Clock::manual();
 /// let registry = TenantRegistry::builder().clock(clock.clone()).build();
@@ -51,7 +115,7 @@ pub const DEFAULT_EVALUATION_INTERVAL: Duration = Duration::from_secs(10);
 /// clock.advance(Duration::from_secs(61));
 /// alerts.evaluate();
 /// assert_eq!(events.drain().len(), 1, "resolved once false for a minute");
-/// # Ok::<(), tenant_otel::QuotaError>(())
+/// # Ok::<(), tenant_otel::query::QuotaError>(())
 /// ```
 #[derive(Clone)]
 pub struct AlertEngine {
@@ -66,7 +130,7 @@ struct Engine {
 }
 
 /// One alert: tenant, rule, and for SLO rules the objective.
-type Key = (TenantId, AlertKind, Option<&'static str>);
+type Key = (TenantId, AlertKind, Option<crate::stats::Sli>);
 
 /// A firing alert.
 struct Active {

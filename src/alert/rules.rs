@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::event::{AlertKind, Reading};
+use super::event::{AlertKind, Measure, Reading, Window as Over};
 use crate::registry::{TenantEntry, TenantRegistry};
 use crate::stats::{noisy_neighbors, window, NoisyRule, Objective, Sli, Window};
 use crate::tenant::TenantId;
@@ -38,7 +38,7 @@ struct BurnRule {
 ///   average (Little's law), so it does not name whoever holds the one request in flight at the
 ///   moment of evaluation. A tenant whose requests are merely slow on a service far from its
 ///   capacity is not noisy either: nobody waits for it. Set the minimum near the concurrency
-///   the service saturates at (with [`Protection::fair_share`](crate::Protection::fair_share),
+///   the service saturates at (with [`Protection::fair_share`](crate::protect::Protection::fair_share),
 ///   its capacity) with [`noisy_neighbor_min_load`](AlertRules::noisy_neighbor_min_load). The
 ///   Prometheus rule `TenantMonopolizingInflight` in `collector-config/` decides the same way
 ///   over 5 minutes;
@@ -47,7 +47,7 @@ struct BurnRule {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tenant_otel::AlertRules;
+/// use tenant_otel::alert::AlertRules;
 ///
 /// let rules = AlertRules::default()
 ///     .success_rate_below(0.99)
@@ -140,11 +140,12 @@ impl AlertRules {
     /// in all, on average over the sliding window (default 32). Below it nobody waits for
     /// anybody. Set it near the concurrency the service saturates at (its worker or connection
     /// pool, or the capacity given to
-    /// [`Protection::fair_share`](crate::Protection::fair_share)); `f64::INFINITY` turns the
+    /// [`Protection::fair_share`](crate::protect::Protection::fair_share)); `f64::INFINITY` turns the
     /// rule off. A negative value counts as 0 and NaN leaves the setting as it was.
     ///
     /// ```
-    /// use tenant_otel::{AlertRules, Protection};
+    /// use tenant_otel::alert::AlertRules;
+    /// use tenant_otel::protect::Protection;
     ///
     /// let capacity = 64;
     /// let protection = Protection::new().fair_share(capacity);
@@ -171,7 +172,7 @@ pub(super) struct Condition {
     pub(super) tenant: TenantId,
     pub(super) tier: String,
     pub(super) kind: AlertKind,
-    pub(super) slo: Option<&'static str>,
+    pub(super) slo: Option<Sli>,
     pub(super) readings: Vec<Reading>,
 }
 
@@ -207,7 +208,7 @@ impl AlertRules {
                     (AlertKind::Ticket, &self.ticket),
                 ] {
                     if let Some(readings) = self.burning(e, secs, sli, objective, rules) {
-                        push(kind, Some(sli.label()), readings);
+                        push(kind, Some(sli), readings);
                     }
                 }
             }
@@ -247,8 +248,9 @@ impl AlertRules {
             holds.then(|| {
                 [(rule.long, long.rate), (rule.short, short.rate)]
                     .map(|(w, value)| Reading {
-                        measure: "burn_rate",
-                        window: w.label,
+                        measure: Measure::BurnRate,
+                        // Every window of `WINDOWS` has its name (tested in `event`).
+                        window: Over::burn(w.minutes).unwrap_or(Over::Sliding),
                         value,
                         threshold: rule.factor,
                     })
@@ -264,8 +266,8 @@ impl AlertRules {
         }
         let rate = 1.0 - c.failed as f64 / c.total as f64;
         (rate < self.success_rate).then_some(Reading {
-            measure: "success_rate",
-            window: "2m",
+            measure: Measure::SuccessRate,
+            window: Over::TwoMinutes,
             value: rate,
             threshold: self.success_rate,
         })
@@ -276,8 +278,8 @@ impl AlertRules {
         let p99 = window.p99_ms / 1000.0;
         (window.total >= self.min_requests.max(1) && p99 > self.p99.as_secs_f64()).then_some(
             Reading {
-                measure: "p99_seconds",
-                window: "sliding",
+                measure: Measure::P99Seconds,
+                window: Over::Sliding,
                 value: p99,
                 threshold: self.p99.as_secs_f64(),
             },
@@ -291,8 +293,8 @@ impl AlertRules {
             .map(|(_, percent)| percent)
             .fold(f64::NEG_INFINITY, f64::max);
         (highest > self.quota_percent).then_some(Reading {
-            measure: "quota_percent",
-            window: "now",
+            measure: Measure::QuotaPercent,
+            window: Over::Now,
             value: highest,
             threshold: self.quota_percent,
         })
@@ -310,14 +312,14 @@ impl AlertRules {
                 slo: None,
                 readings: vec![
                     Reading {
-                        measure: "share",
-                        window: "sliding",
+                        measure: Measure::Share,
+                        window: Over::Sliding,
                         value: share,
                         threshold: rule.share,
                     },
                     Reading {
-                        measure: "in_flight",
-                        window: "sliding",
+                        measure: Measure::InFlight,
+                        window: Over::Sliding,
                         value: in_flight,
                         threshold: rule.min_in_flight,
                     },

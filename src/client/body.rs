@@ -9,7 +9,8 @@ use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::call::{Call, Ended};
+use super::call::Call;
+use crate::classify::End;
 
 pin_project! {
     /// Resolves to the inner client's response with a [`ClientBody`], with the call's CLIENT
@@ -62,7 +63,7 @@ where
                 Poll::Ready(Ok(res.map(|body| ClientBody::new(body, call))))
             }
             Err(e) => {
-                call.finish(Ended::Error(crate::classify::FAILED));
+                call.finish(End::Failed);
                 Poll::Ready(Err(e))
             }
         }
@@ -82,7 +83,7 @@ pin_project! {
 impl<B: Body> ClientBody<B> {
     fn new(inner: B, call: Call) -> Self {
         let call = if inner.is_end_stream() {
-            call.finish(Ended::Completed);
+            call.finish(End::Completed);
             None
         } else {
             Some(call)
@@ -112,12 +113,12 @@ impl<B: Body> Body for ClientBody<B> {
         match &polled {
             Poll::Ready(None) => {
                 if let Some(call) = this.call.take() {
-                    call.finish(Ended::Completed);
+                    call.finish(End::Completed);
                 }
             }
             Poll::Ready(Some(Err(_))) => {
                 if let Some(call) = this.call.take() {
-                    call.finish(Ended::Error(crate::classify::FAILED));
+                    call.finish(End::Failed);
                 }
             }
             Poll::Ready(Some(Ok(frame))) => {
@@ -126,7 +127,7 @@ impl<B: Body> Body for ClientBody<B> {
                 }
                 if this.inner.is_end_stream() {
                     if let Some(call) = this.call.take() {
-                        call.finish(Ended::Completed);
+                        call.finish(End::Completed);
                     }
                 }
             }

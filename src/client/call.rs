@@ -10,6 +10,7 @@ use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt, Trace
 use opentelemetry::{Context, KeyValue, Value};
 
 use super::Config;
+use crate::classify::{Answer, End, Failure, GrpcCode};
 use crate::instruments::semconv;
 use crate::propagation::inject_w3c;
 use crate::tenant::truncate;
@@ -33,20 +34,9 @@ pub(crate) struct Call {
     kind: Kind,
     tenant: Option<KeyValue>,
     server: Option<(Value, Option<i64>)>,
-    status: Option<u16>,
-    grpc_status: Option<u8>,
+    status: Option<http::StatusCode>,
+    grpc_status: Option<GrpcCode>,
     done: bool,
-}
-
-/// How a call ended, as far as the client can tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ended {
-    /// The response ran to its end.
-    Completed,
-    /// The transport failed, with an error of this type.
-    Error(&'static str),
-    /// Dropped before the end: the caller gave up.
-    Cancelled,
 }
 
 impl Call {
@@ -164,7 +154,7 @@ impl Call {
     /// Records the response head: the HTTP status, and `grpc-status` of a trailers-only gRPC
     /// response.
     pub(crate) fn response(&mut self, status: http::StatusCode, headers: &HeaderMap) {
-        self.status = Some(status.as_u16());
+        self.status = Some(status);
         if let Kind::Http { .. } = self.kind {
             self.cx.span().set_attribute(KeyValue::new(
                 semconv::HTTP_RESPONSE_STATUS_CODE,
@@ -176,21 +166,17 @@ impl Call {
 
     /// Reads `grpc-status` from the response head or trailers.
     pub(crate) fn observe_grpc_status(&mut self, headers: &HeaderMap) {
-        if let Some(code) = headers
-            .get("grpc-status")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u8>().ok())
-        {
+        if let Some(code) = GrpcCode::of_headers(headers) {
             self.grpc_status = Some(code);
         }
     }
 
     /// Ends the call.
-    pub(crate) fn finish(mut self, ended: Ended) {
-        self.end(ended);
+    pub(crate) fn finish(mut self, end: End) {
+        self.end(end);
     }
 
-    fn end(&mut self, ended: Ended) {
+    fn end(&mut self, end: End) {
         if self.done {
             return;
         }
@@ -206,44 +192,29 @@ impl Call {
                 attributes.push(KeyValue::new(semconv::SERVER_PORT, *port));
             }
         }
-        // For a client every unsuccessful answer is an error: 4xx included, any gRPC code but
-        // OK.
-        let error: Option<Cow<'static, str>> = match ended {
-            Ended::Error(name) => Some(Cow::Borrowed(name)),
-            Ended::Cancelled => Some(Cow::Borrowed(crate::classify::CANCELLED)),
-            Ended::Completed => match (&self.kind, self.status, self.grpc_status) {
-                (Kind::Grpc { .. }, _, Some(0)) => None,
-                (Kind::Grpc { .. }, _, Some(code)) => {
-                    Some(Cow::Borrowed(semconv::grpc_code_name(code)))
-                }
-                (Kind::Grpc { .. }, _, None) => Some(Cow::Borrowed("UNKNOWN")),
-                (Kind::Http { .. }, Some(status), _) if status >= 400 => {
-                    Some(Cow::Owned(status.to_string()))
-                }
-                (Kind::Http { .. }, _, _) => None,
-            },
+        let answer = match self.kind {
+            Kind::Grpc { .. } => Answer::Grpc(self.grpc_status),
+            Kind::Http { .. } => Answer::Http(self.status),
         };
+        let error = Failure::classify_call(answer, end).error_type(self.status);
         let histogram = match &self.kind {
             Kind::Http { method } => {
                 attributes.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, *method));
                 if let Some(status) = self.status {
                     attributes.push(KeyValue::new(
                         semconv::HTTP_RESPONSE_STATUS_CODE,
-                        i64::from(status),
+                        i64::from(status.as_u16()),
                     ));
                 }
                 &instruments.client_duration
             }
             Kind::Grpc { method } => {
-                let code = match (self.grpc_status, ended) {
+                let code = match (self.grpc_status, end) {
                     (Some(code), _) => code,
-                    (None, Ended::Cancelled) => semconv::GRPC_CANCELLED,
-                    (None, _) => 2,
+                    (None, End::Cancelled) => GrpcCode::CANCELLED,
+                    (None, _) => GrpcCode::UNKNOWN,
                 };
-                let code = KeyValue::new(
-                    semconv::RPC_RESPONSE_STATUS_CODE,
-                    semconv::grpc_code_name(code),
-                );
+                let code = KeyValue::new(semconv::RPC_RESPONSE_STATUS_CODE, code.name());
                 span.set_attribute(code.clone());
                 attributes.push(KeyValue::new(semconv::RPC_SYSTEM_NAME, "grpc"));
                 attributes.push(KeyValue::new(semconv::RPC_METHOD, method.clone()));
@@ -263,7 +234,7 @@ impl Call {
 
 impl Drop for Call {
     fn drop(&mut self) {
-        self.end(Ended::Cancelled);
+        self.end(End::Cancelled);
     }
 }
 

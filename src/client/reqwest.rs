@@ -4,8 +4,9 @@ use http::Extensions;
 use opentelemetry::context::FutureExt as _;
 use reqwest_middleware::{Middleware, Next};
 
-use super::call::{Call, Ended};
+use super::call::Call;
 use super::ClientLayer;
+use crate::classify::End;
 
 /// `reqwest` has no tower interface; `reqwest-middleware` is its middleware chain. The span
 /// ends when the response head arrives: the body is read by the caller, after the middleware
@@ -35,10 +36,10 @@ impl Middleware for ClientLayer {
         match &result {
             Ok(res) => {
                 call.response(res.status(), res.headers());
-                call.finish(Ended::Completed);
+                call.finish(End::Completed);
             }
-            Err(e) if e.is_timeout() => call.finish(Ended::Error("timeout")),
-            Err(_) => call.finish(Ended::Error("reqwest_middleware::Error")),
+            Err(e) if e.is_timeout() => call.finish(End::Transport("timeout")),
+            Err(_) => call.finish(End::Transport("reqwest_middleware::Error")),
         }
         result
     }

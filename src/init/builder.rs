@@ -14,15 +14,14 @@ use super::drops::{self, Counted, CountingExporter, SpanCounts};
 use super::error::InitError;
 #[cfg(feature = "prometheus")]
 use super::error::Signal;
-use super::export::{ExportTarget, Pipelines, Protocol};
+use super::export::{ExportTarget, Pipelines};
+use super::protocol::Protocol;
 use super::telemetry::{Telemetry, DEFAULT_SHUTDOWN_TIMEOUT};
-use crate::alert::{AlertEngine, AlertRules, DEFAULT_EVALUATION_INTERVAL};
+use crate::alert::{AlertEngine, Alerts};
 use crate::instruments::{names, SCOPE_NAME};
 use crate::propagation::{TenantLogProcessor, TenantSpanProcessor, W3c};
 use crate::registry::{TenantRegistry, TenantRegistryBuilder};
 use crate::sampling::TenantSampler;
-use crate::stats::{Clock, Objective, Slo};
-use crate::tenant::TenantId;
 
 /// Configures [`Telemetry`]; every setting left alone comes from the environment or a default.
 #[derive(Debug, Clone)]
@@ -40,9 +39,7 @@ pub struct TelemetryBuilder {
     install_subscriber: bool,
     console_logs: bool,
     set_globals: bool,
-    alert_rules: AlertRules,
-    /// `None`: no background evaluation.
-    alert_interval: Option<Duration>,
+    alerts: Alerts,
     span_exporter: Option<SpanExporterSlot>,
     sampler: Option<TenantSampler>,
     /// Read only with the `prometheus` feature.
@@ -76,13 +73,43 @@ impl Default for TelemetryBuilder {
             install_subscriber: true,
             console_logs: true,
             set_globals: true,
-            alert_rules: AlertRules::default(),
-            alert_interval: Some(DEFAULT_EVALUATION_INTERVAL),
+            alerts: Alerts::default(),
             span_exporter: None,
             sampler: None,
             prometheus: false,
         }
     }
+}
+
+impl Telemetry {
+    /// A builder to change the defaults.
+    pub fn builder() -> TelemetryBuilder {
+        TelemetryBuilder::default()
+    }
+}
+
+/// Sets up everything with the defaults and the standard variables: `OTEL_SERVICE_NAME`,
+/// `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_EXPORTER_OTLP_ENDPOINT` (and the per-signal
+/// `OTEL_EXPORTER_OTLP_{TRACES,METRICS,LOGS}_ENDPOINT`), `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc` or
+/// `http/protobuf`, the default), `OTEL_METRIC_EXPORT_INTERVAL` (ms), `OTEL_TRACES_SAMPLER`.
+///
+/// With no endpoint set nothing goes over the network; spans, baggage, the in-process view and
+/// the tenant on logs all still work. Keep the returned guard: dropping it, or
+/// [`Telemetry::shutdown`], flushes every pending span, metric and log record. Export runs on
+/// background threads of its own, so it works the same under any Tokio runtime flavour, or none.
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let telemetry = tenant_otel::init()?;
+/// let app: axum::Router = axum::Router::new().layer(telemetry.layer());
+/// # let _ = app;
+/// telemetry.shutdown()?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn init() -> Result<Telemetry, InitError> {
+    Telemetry::builder().init()
 }
 
 impl TelemetryBuilder {
@@ -132,12 +159,12 @@ impl TelemetryBuilder {
 
     /// Samples traces with `sampler`, fair to small tenants (default: the SDK's, every trace
     /// unless the caller's says otherwise). The sampler follows this registry: the tenants it
-    /// admits (up to [`max_tenants`](Self::max_tenants)) each have a budget of their own, one it
-    /// reclaims gives its budget back, and tier ratios read the tiers registered here. Metrics
-    /// are never sampled.
+    /// admits (up to its [`max_tenants`](crate::TenantRegistryBuilder::max_tenants)) each have
+    /// a budget of their own, one it reclaims gives its budget back, and tier ratios read the
+    /// tiers registered here. Metrics are never sampled.
     ///
     /// ```
-    /// use tenant_otel::TenantSampler;
+    /// use tenant_otel::sampling::TenantSampler;
     ///
     /// let builder = tenant_otel::Telemetry::builder()
     ///     .sampler(TenantSampler::builder().floor(5).ratio(0.01).cap(600).build());
@@ -149,12 +176,17 @@ impl TelemetryBuilder {
     }
 
     /// Keeps metrics for a Prometheus pull endpoint too
-    /// ([`Telemetry::prometheus_registry`], [`prometheus_router`](crate::prometheus_router)).
+    /// ([`Telemetry::prometheus_registry`], [`prometheus_router`](crate::view::prometheus_router)).
     /// Off unless asked: a reader nobody scrapes only costs memory. Prometheus needs cumulative
     /// series, which are never forgotten, so it cannot be combined with
-    /// [`reclaim_idle_tenants_after`](Self::reclaim_idle_tenants_after) (`init` says so);
+    /// a registry that [reclaims idle tenants](crate::TenantRegistryBuilder::reclaim_idle_after)
+    /// (`init` says so);
     /// where tenants churn, scrape the collector's Prometheus exporter instead, which expires
     /// idle series.
+    ///
+    /// OTLP into the collector, or into Prometheus 3's OTLP receiver, is the standard path; this
+    /// endpoint is kept for setups without a collector (`opentelemetry-prometheus` is marked
+    /// discontinued upstream).
     #[cfg(feature = "prometheus")]
     pub fn prometheus_endpoint(mut self) -> Self {
         self.prometheus = true;
@@ -197,53 +229,30 @@ impl TelemetryBuilder {
         self
     }
 
-    /// The cap on distinct tenant labels (default 1000).
-    pub fn max_tenants(mut self, max: usize) -> Self {
-        self.registry = self.registry.max_tenants(max);
-        self
-    }
-
-    /// Only these tenants get their own label (an allowlist longer than the cap raises the
-    /// cap to its length).
-    pub fn allowlist<I: IntoIterator<Item = TenantId>>(mut self, tenants: I) -> Self {
-        self.registry = self.registry.allowlist(tenants);
-        self
-    }
-
-    /// Let tenants that have been idle this long give their label slot back to new tenants, and
-    /// export metrics with delta temporality so the SDK frees their series too (see
-    /// [`TenantRegistryBuilder::reclaim_idle_after`](crate::TenantRegistryBuilder::reclaim_idle_after)).
-    /// For long-lived processes whose tenants come and go.
-    pub fn reclaim_idle_tenants_after(mut self, idle: Duration) -> Self {
-        self.registry = self.registry.reclaim_idle_after(idle);
-        self.temporality = Some(Temporality::Delta);
-        self
-    }
-
-    /// The SLA objective of tenants of `tier` (see
-    /// [`TenantRegistryBuilder::objective`](crate::TenantRegistryBuilder::objective)).
-    pub fn objective(mut self, tier: &str, objective: Objective) -> Self {
-        self.registry = self.registry.objective(tier, objective);
-        self
-    }
-
-    /// The objectives of tenants of `tier` (see
-    /// [`TenantRegistryBuilder::slo`](crate::TenantRegistryBuilder::slo)).
-    pub fn slo(mut self, tier: &str, slo: Slo) -> Self {
-        self.registry = self.registry.slo(tier, slo);
-        self
-    }
-
-    /// The error budget's compliance window in days (default 30; see
-    /// [`TenantRegistryBuilder::compliance_days`](crate::TenantRegistryBuilder::compliance_days)).
-    pub fn compliance_days(mut self, days: u32) -> Self {
-        self.registry = self.registry.compliance_days(days);
-        self
-    }
-
-    /// The sliding window of the in-process view (default 60 s).
-    pub fn window(mut self, window: Duration) -> Self {
-        self.registry = self.registry.window(window);
+    /// The tenant registry's settings: the cap, the allowlist, idle tenants giving their slot
+    /// back, objectives per tier, the view's window, the clock (default:
+    /// [`TenantRegistry::builder`] as it comes). `init` gives it its meter provider; a registry
+    /// that reclaims idle tenants makes metrics export with delta temporality, so the SDK frees
+    /// their series too.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tenant_otel::slo::{Objective, Slo};
+    /// use tenant_otel::{Telemetry, TenantRegistry};
+    ///
+    /// # fn main() -> Result<(), tenant_otel::slo::InvalidObjective> {
+    /// let builder = Telemetry::builder().registry(
+    ///     TenantRegistry::builder()
+    ///         .max_tenants(500)
+    ///         .slo("premium", Slo::availability(Objective::new(0.999)?))
+    ///         .window(Duration::from_secs(120)),
+    /// );
+    /// # let _ = builder;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn registry(mut self, registry: TenantRegistryBuilder) -> Self {
+        self.registry = registry;
         self
     }
 
@@ -268,36 +277,29 @@ impl TelemetryBuilder {
         self
     }
 
-    /// The rules of the in-process alerts (default: [`AlertRules::default`]).
-    pub fn alert_rules(mut self, rules: AlertRules) -> Self {
-        self.alert_rules = rules;
-        self
-    }
-
-    /// How often the alert rules are evaluated in the background (default 10 s).
-    pub fn alert_interval(mut self, every: Duration) -> Self {
-        self.alert_interval = Some(every);
-        self
-    }
-
-    /// Don't evaluate alerts in the background: call
-    /// [`AlertEngine::evaluate`](crate::AlertEngine::evaluate) yourself (on a simulated clock,
-    /// say).
-    pub fn without_alert_task(mut self) -> Self {
-        self.alert_interval = None;
-        self
-    }
-
-    /// The clock every window, alert and limit reads (default: the system's; see
-    /// [`TenantRegistryBuilder::clock`](crate::TenantRegistryBuilder::clock)).
-    pub fn clock(mut self, clock: Clock) -> Self {
-        self.registry = self.registry.clock(clock);
+    /// The in-process alerts: their rules and how often they are judged (default:
+    /// [`Alerts::default`], the default rules every 10 s).
+    ///
+    /// ```
+    /// use tenant_otel::alert::Alerts;
+    ///
+    /// // Judged by the caller, on a clock of its own.
+    /// let builder = tenant_otel::Telemetry::builder().alerts(Alerts::default().manual());
+    /// # let _ = builder;
+    /// ```
+    pub fn alerts(mut self, alerts: Alerts) -> Self {
+        self.alerts = alerts;
         self
     }
 
     /// Builds the providers, the registry and (unless turned off) the global subscriber.
     pub fn init(self) -> Result<Telemetry, InitError> {
         let registry = self.registry.clone();
+        // Tenants that give their slot back need the SDK to forget their series too.
+        let temporality = match registry.reclaims_idle() {
+            true => Some(Temporality::Delta),
+            false => self.temporality,
+        };
         let mut resource = Resource::builder();
         if let Some(name) = &self.service_name {
             resource = resource.with_service_name(name.clone());
@@ -319,7 +321,7 @@ impl TelemetryBuilder {
         let export =
             ExportTarget::from_env(self.endpoint.as_deref(), self.protocol, self.export_timeout)?;
         let (mut pipelines, export_runtime) = match &export {
-            Some(target) => target.attach(pipelines, self.temporality, self.metric_interval)?,
+            Some(target) => target.attach(pipelines, temporality, self.metric_interval)?,
             None => (pipelines, Default::default()),
         };
         let given = self.span_exporter.as_ref().and_then(|slot| {
@@ -343,7 +345,7 @@ impl TelemetryBuilder {
                     "a Prometheus pull endpoint keeps every tenant's series for good, so idle \
                      tenants cannot be reclaimed under it: drop `prometheus_endpoint()` (scrape \
                      the collector's Prometheus exporter, which expires idle series) or \
-                     `reclaim_idle_tenants_after`",
+                     the registry's `reclaim_idle_after`",
                 ))
             }
             true => {
@@ -389,8 +391,8 @@ impl TelemetryBuilder {
             opentelemetry::global::set_text_map_propagator(W3c);
         }
 
-        let alerts = AlertEngine::new(&registry, self.alert_rules.clone());
-        let alert_task = match self.alert_interval {
+        let alerts = AlertEngine::new(&registry, self.alerts.rules.clone());
+        let alert_task = match self.alerts.every {
             Some(every) => Some(alerts.spawn(every).map_err(InitError::AlertTask)?),
             None => None,
         };

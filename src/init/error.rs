@@ -5,7 +5,7 @@ use std::fmt;
 
 use opentelemetry_sdk::error::OTelSdkError;
 
-use super::export::Protocol;
+use super::protocol::Protocol;
 
 /// One of the three OpenTelemetry signals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

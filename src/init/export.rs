@@ -10,35 +10,17 @@ use opentelemetry_sdk::trace::{BatchSpanProcessor, TracerProviderBuilder};
 use super::error::InitError;
 #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
 use super::error::Signal;
+use super::protocol::Protocol;
 
-/// The OTLP transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Protocol {
-    /// OTLP over gRPC (port 4317 by convention).
-    Grpc,
-    /// OTLP over HTTP with protobuf bodies (port 4318 by convention).
-    HttpProtobuf,
-}
-
-impl Protocol {
-    fn from_env() -> Result<Option<Protocol>, InitError> {
-        match std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL") {
-            Err(_) => Ok(None),
-            Ok(v) => match v.trim() {
-                "grpc" => Ok(Some(Protocol::Grpc)),
-                "http/protobuf" => Ok(Some(Protocol::HttpProtobuf)),
-                other => Err(InitError::UnsupportedProtocol(other.to_owned())),
-            },
-        }
-    }
-
-    /// The crate feature that brings this protocol.
-    fn feature(self) -> &'static str {
-        match self {
-            Protocol::Grpc => "otlp-grpc",
-            Protocol::HttpProtobuf => "otlp-http",
-        }
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`, if set.
+fn protocol_from_env() -> Result<Option<Protocol>, InitError> {
+    match std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL") {
+        Err(_) => Ok(None),
+        Ok(v) => match v.trim() {
+            "grpc" => Ok(Some(Protocol::Grpc)),
+            "http/protobuf" => Ok(Some(Protocol::HttpProtobuf)),
+            other => Err(InitError::UnsupportedProtocol(other.to_owned())),
+        },
     }
 }
 
@@ -91,7 +73,7 @@ impl ExportTarget {
         protocol: Option<Protocol>,
         timeout: Option<Duration>,
     ) -> Result<Option<Self>, InitError> {
-        let env_protocol = Protocol::from_env()?;
+        let env_protocol = protocol_from_env()?;
         let set = |var: &str| std::env::var(var).is_ok_and(|s| !s.trim().is_empty());
         // One endpoint for all signals, or one per signal: only the signals given an endpoint
         // are exported, so setting the traces endpoint alone does not send metrics and logs to

@@ -11,7 +11,6 @@ use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
-use super::builder::TelemetryBuilder;
 use super::error::{ShutdownError, Signal};
 use super::export::ExportRuntime;
 use crate::alert::{AlertEngine, AlertTask};
@@ -44,11 +43,6 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// A builder to change the defaults.
-    pub fn builder() -> TelemetryBuilder {
-        TelemetryBuilder::default()
-    }
-
     /// A [`TenantLayer`] wired to these providers and this registry, with the layer's defaults.
     pub fn layer(&self) -> TenantLayer {
         self.layer_builder().build()

@@ -52,34 +52,6 @@ pub(crate) const OTHER: &str = "_OTHER";
 /// The method slot of gRPC calls in the route table: their span name is the method itself.
 pub(crate) const RPC_SLOT: usize = METHOD_SLOTS;
 
-/// `grpc-status` of a call the client cancelled.
-pub(crate) const GRPC_CANCELLED: u8 = 1;
-
-/// The name of a gRPC status code, as `rpc.response.status_code` carries it.
-pub(crate) fn grpc_code_name(code: u8) -> &'static str {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
-    // A code outside the 17 is not gRPC's; the protocol says to read it as UNKNOWN.
-    NAMES.get(usize::from(code)).copied().unwrap_or("UNKNOWN")
-}
-
 /// The `package.Service/Method` of a gRPC request path, if it has that shape.
 pub(crate) fn grpc_method(path: &str) -> Option<&str> {
     let method = path.strip_prefix('/')?;

@@ -1,4 +1,4 @@
-//! The response body of [`TenantService`](crate::TenantService).
+//! The response body of [`TenantService`](crate::layer::TenantService).
 
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};

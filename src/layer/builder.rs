@@ -12,11 +12,12 @@ use tower_layer::Layer;
 
 use super::edge::{captured, Captured, Trust};
 use super::service::TenantService;
+use super::settings::Edge;
 use crate::instruments::scope;
 use crate::propagation::{setting_tenant_itself, W3c};
 use crate::protect::Protection;
 use crate::registry::TenantRegistry;
-use crate::tenant::{RequestHead, TenantSource};
+use crate::tenant::TenantSource;
 
 /// What the layer does with a request whose tenant is missing or invalid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -164,24 +165,17 @@ pub struct TenantLayerBuilder {
     registry: Option<TenantRegistry>,
     tracer: Option<Tracer>,
     propagator: Option<Arc<dyn TextMapPropagator + Send + Sync>>,
-    drop_inbound_baggage: bool,
-    https: bool,
+    edge: Edge,
     protection: Option<Protection>,
     json_errors: bool,
     tenant_in_extensions: bool,
-    trust: Option<Trust>,
-    capture_request: Option<Vec<String>>,
-    capture_response: Option<Vec<String>>,
-    sensitive: Vec<String>,
 }
 
 impl TenantLayerBuilder {
     /// Adds a source to the chain; the first source that finds a value decides. With no source
     /// given, the chain is header `x-tenant-id`, then the caller's baggage entry `tenant.id`
-    /// (left out with [`untrusted_trace_context`](Self::untrusted_trace_context) or
-    /// [`drop_inbound_baggage`](Self::drop_inbound_baggage); with
-    /// [`trust_trace_context_if`](Self::trust_trace_context_if), read only from the callers it
-    /// trusts).
+    /// (left out with [`Edge::public`] or [`Edge::drop_inbound_baggage`]; with
+    /// [`Edge::trust_if`], read only from the callers it trusts).
     pub fn source(mut self, source: TenantSource) -> Self {
         self.sources.push(source);
         self
@@ -205,8 +199,9 @@ impl TenantLayerBuilder {
         self
     }
 
-    /// Record into this registry (default: a new one with the global meter provider). Share one
-    /// registry between layers, the query API and the in-process view.
+    /// Record into this registry (default: the process-wide [`TenantRegistry::global`], shared
+    /// by every layer and client layer built without one, so one cap bounds them all). Share
+    /// one registry between layers, the query API and the in-process view.
     pub fn registry(mut self, registry: TenantRegistry) -> Self {
         self.registry = Some(registry);
         self
@@ -234,17 +229,19 @@ impl TenantLayerBuilder {
         self
     }
 
-    /// The service is reached over HTTPS (through a TLS-terminating proxy, say): server spans
-    /// say `url.scheme=https` where the request does not name its scheme. Default `http`.
-    pub fn https(mut self) -> Self {
-        self.https = true;
-        self
-    }
-
-    /// Don't pass the caller's other baggage entries on to the handler and downstream calls;
-    /// only `tenant.id` is kept. For edge services facing untrusted clients.
-    pub fn drop_inbound_baggage(mut self) -> Self {
-        self.drop_inbound_baggage = true;
+    /// What the layer takes from the public: whose trace context and baggage it believes,
+    /// which headers go on the span, the scheme (default: [`Edge::internal`], every caller
+    /// trusted, no headers captured but those the standard variables name).
+    ///
+    /// ```
+    /// use tenant_otel::layer::Edge;
+    /// use tenant_otel::TenantLayer;
+    ///
+    /// let layer = TenantLayer::builder().edge(Edge::public().https()).build();
+    /// # let _ = layer;
+    /// ```
+    pub fn edge(mut self, edge: Edge) -> Self {
+        self.edge = edge;
         self
     }
 
@@ -272,77 +269,12 @@ impl TenantLayerBuilder {
         self
     }
 
-    /// A public endpoint: no caller's trace context is believed. A `traceparent` from the
-    /// caller starts a new trace whose server span links to the caller's span (so the two can
-    /// still be found together) instead of becoming its child; its sampled flag is ignored;
-    /// its `baggage` is dropped before the handler and downstream calls see it (only the
-    /// validated tenant is put in). Internal services keep the default: every caller trusted.
-    pub fn untrusted_trace_context(mut self) -> Self {
-        self.trust = Some(Trust::None);
-        self
-    }
-
-    /// Believes the trace context of the callers `trusted` accepts (say, requests from inside
-    /// the network, or carrying a gateway's header), and treats the others as
-    /// [`untrusted_trace_context`](Self::untrusted_trace_context) does.
-    ///
-    /// ```
-    /// use tenant_otel::TenantLayer;
-    ///
-    /// let layer = TenantLayer::builder()
-    ///     .trust_trace_context_if(|head| head.headers.contains_key("x-internal-gateway"))
-    ///     .build();
-    /// # let _ = layer;
-    /// ```
-    pub fn trust_trace_context_if<F>(mut self, trusted: F) -> Self
-    where
-        F: for<'a> Fn(&RequestHead<'a>) -> bool + Send + Sync + 'static,
-    {
-        self.trust = Some(Trust::If(Arc::new(trusted)));
-        self
-    }
-
-    /// Request headers to put on the server span as `http.request.header.<name>` (default:
-    /// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST`, comma-separated).
-    /// `authorization`, `cookie`, `set-cookie`, `proxy-authorization` and the
-    /// [`sensitive_headers`](Self::sensitive_headers) are never captured.
-    pub fn capture_request_headers<I, S>(mut self, names: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.capture_request = Some(names.into_iter().map(Into::into).collect());
-        self
-    }
-
-    /// Response headers to put on the server span as `http.response.header.<name>` (default:
-    /// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE`), with the same exclusions.
-    pub fn capture_response_headers<I, S>(mut self, names: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.capture_response = Some(names.into_iter().map(Into::into).collect());
-        self
-    }
-
-    /// Headers never to capture, whatever the lists say (besides the credentials, which never
-    /// are): API keys, session tokens of your own. Names are read as the capture lists read
-    /// them, trimmed and in any case: `" X-Api-Key "` here keeps `x-api-key` off the span.
-    pub fn sensitive_headers<I, S>(mut self, names: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.sensitive.extend(names.into_iter().map(Into::into));
-        self
-    }
-
     /// Builds the layer.
     pub fn build(self) -> TenantLayer {
+        let edge = self.edge;
         let sources = if self.sources.is_empty() {
-            let public = matches!(self.trust, Some(Trust::None));
-            TenantSource::default_chain(!public && !self.drop_inbound_baggage)
+            let public = matches!(edge.trust, Some(Trust::None));
+            TenantSource::default_chain(!public && !edge.drop_inbound_baggage)
         } else {
             self.sources
         };
@@ -361,28 +293,28 @@ impl TenantLayerBuilder {
                 sources,
                 missing: self.missing,
                 excluded: self.excluded,
-                registry: self.registry.unwrap_or_default(),
+                registry: self.registry.unwrap_or_else(TenantRegistry::global),
                 tracer,
                 propagator,
-                propagate_inbound_baggage: !self.drop_inbound_baggage,
-                url_scheme: if self.https { "https" } else { "http" },
+                propagate_inbound_baggage: !edge.drop_inbound_baggage,
+                url_scheme: if edge.https { "https" } else { "http" },
                 standard_propagation,
                 expected,
                 protection: self.protection,
                 json_errors: self.json_errors,
                 tenant_in_extensions: self.tenant_in_extensions,
-                trust: self.trust.unwrap_or(Trust::All),
+                trust: edge.trust.unwrap_or(Trust::All),
                 capture_request: captured(
-                    self.capture_request.as_deref(),
+                    edge.capture_request.as_deref(),
                     "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST",
                     "http.request.header.",
-                    &self.sensitive,
+                    &edge.sensitive,
                 ),
                 capture_response: captured(
-                    self.capture_response.as_deref(),
+                    edge.capture_response.as_deref(),
                     "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE",
                     "http.response.header.",
-                    &self.sensitive,
+                    &edge.sensitive,
                 ),
             }),
         }
@@ -395,6 +327,7 @@ impl fmt::Debug for TenantLayerBuilder {
             .field("sources", &self.sources)
             .field("missing", &self.missing)
             .field("excluded", &self.excluded)
-            .finish()
+            .field("edge", &self.edge)
+            .finish_non_exhaustive()
     }
 }

@@ -9,6 +9,7 @@ use opentelemetry::{Array, Key, KeyValue, StringValue, Value};
 use crate::tenant::{truncate, RequestHead};
 
 /// Decides which callers' `traceparent` and `baggage` are believed.
+#[derive(Clone)]
 pub(super) enum Trust {
     /// Every caller (internal services): the default.
     All,

@@ -1,4 +1,4 @@
-//! The response future of [`TenantService`](crate::TenantService).
+//! The response future of [`TenantService`](crate::layer::TenantService).
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -10,7 +10,7 @@ use pin_project_lite::pin_project;
 
 use super::body::TenantBody;
 use super::inflight::InFlight;
-use crate::classify::End;
+use crate::classify::{End, GrpcCode};
 
 pin_project! {
     /// Resolves to the inner service's response with a [`TenantBody`], with the request's
@@ -136,7 +136,7 @@ impl Drop for PanicWatch<'_> {
 #[derive(Debug)]
 pub(super) struct Refusal {
     pub(super) status: StatusCode,
-    pub(super) grpc_code: &'static str,
+    pub(super) grpc_code: GrpcCode,
     /// Names the source or the limit and the rule broken, never a raw value: printable ASCII.
     pub(super) message: String,
     pub(super) retry_after: Option<std::time::Duration>,
@@ -155,7 +155,10 @@ impl Refusal {
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("application/grpc"),
             );
-            headers.insert("grpc-status", HeaderValue::from_static(self.grpc_code));
+            headers.insert(
+                "grpc-status",
+                HeaderValue::from_static(self.grpc_code.header_value()),
+            );
             if let Ok(v) = HeaderValue::from_str(&self.message) {
                 headers.insert("grpc-message", v);
             }

@@ -9,7 +9,7 @@ use http::StatusCode;
 use opentelemetry::trace::{Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
 
-use crate::classify::{answered_by_application, End, Failure};
+use crate::classify::{End, Failure, GrpcCode};
 use crate::instruments::semconv;
 use crate::protect::{Permit, ShedReason};
 use crate::registry::{Outcome, Tenant, TenantRegistry};
@@ -93,7 +93,7 @@ pub(super) struct InFlight {
     /// record).
     _permit: Option<Permit>,
     status: Option<StatusCode>,
-    grpc_status: Option<u8>,
+    grpc_status: Option<GrpcCode>,
     done: bool,
 }
 
@@ -114,11 +114,7 @@ impl InFlight {
         if self.req.grpc.is_none() {
             return;
         }
-        if let Some(code) = headers
-            .get("grpc-status")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u8>().ok())
-        {
+        if let Some(code) = GrpcCode::of_headers(headers) {
             self.grpc_status = Some(code);
         }
     }
@@ -221,16 +217,18 @@ impl InFlight {
     /// The end of a gRPC call: admits its method if the application answered it, and sets
     /// `rpc.method` and `rpc.response.status_code`. Returns the call's status code (`UNKNOWN`
     /// when the server sent none, `CANCELLED` when the client went away first).
-    fn end_grpc(&mut self, cancelled: bool) -> Option<u8> {
+    fn end_grpc(&mut self, cancelled: bool) -> Option<GrpcCode> {
         let call = self.req.grpc.as_mut()?;
         let code = self.grpc_status.unwrap_or(if cancelled {
-            semconv::GRPC_CANCELLED
+            GrpcCode::CANCELLED
         } else {
-            GRPC_UNKNOWN
+            GrpcCode::UNKNOWN
         });
         let span = self.req.cx.span();
         if let Some(uri) = call.unknown.take() {
-            let answered = self.grpc_status.is_some_and(answered_by_application);
+            let answered = self
+                .grpc_status
+                .is_some_and(GrpcCode::answered_by_application);
             let admitted = semconv::grpc_method(uri.path())
                 .filter(|_| answered)
                 .and_then(|m| self.req.registry.admit_rpc_method(m));
@@ -249,14 +247,11 @@ impl InFlight {
         span.set_attribute(KeyValue::new(semconv::RPC_METHOD, method));
         span.set_attribute(KeyValue::new(
             semconv::RPC_RESPONSE_STATUS_CODE,
-            semconv::grpc_code_name(code),
+            code.name(),
         ));
         Some(code)
     }
 }
-
-/// The status of a gRPC call that ended without one.
-const GRPC_UNKNOWN: u8 = 2;
 
 impl Drop for InFlight {
     fn drop(&mut self) {

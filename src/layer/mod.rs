@@ -17,16 +17,21 @@
 //! registry records by too.
 
 mod body;
-mod builder;
+pub(crate) mod builder;
 mod edge;
 #[cfg(feature = "axum")]
 mod extract;
 mod future;
 mod inflight;
 mod service;
+mod settings;
 mod span;
 
 pub use body::TenantBody;
-pub use builder::{MissingTenant, TenantLayer, TenantLayerBuilder};
+pub use builder::MissingTenant;
 pub use future::ResponseFuture;
 pub use service::TenantService;
+pub use settings::Edge;
+
+// At the crate root for users; here for the crate's own paths.
+pub(crate) use builder::{TenantLayer, TenantLayerBuilder};

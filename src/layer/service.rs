@@ -17,6 +17,7 @@ use super::edge::Trust;
 use super::future::{Refusal, ResponseFuture};
 use super::inflight::{matched_route, GrpcCall, InFlight, Route, Started};
 use super::span::{grpc_span, handler_context, server_span, without_server_span, TenantAttributes};
+use crate::classify::GrpcCode;
 use crate::instruments::semconv;
 use crate::propagation::extract_w3c;
 use crate::registry::{Count, Tenant};
@@ -68,11 +69,6 @@ impl<S: std::fmt::Debug> std::fmt::Debug for TenantService<S> {
             .finish_non_exhaustive()
     }
 }
-
-/// `grpc-status` of a request without a usable tenant.
-const GRPC_INVALID_ARGUMENT: &str = "3";
-/// `grpc-status` of a request shed by protection.
-const GRPC_RESOURCE_EXHAUSTED: &str = "8";
 
 impl Rejection {
     /// The `reason` of `tenant.requests.rejected`.
@@ -228,7 +224,7 @@ where
         if let Some(rejection) = rejection {
             let refusal = Refusal {
                 status: StatusCode::BAD_REQUEST,
-                grpc_code: GRPC_INVALID_ARGUMENT,
+                grpc_code: GrpcCode::INVALID_ARGUMENT,
                 message: rejection_message(config, &rejection),
                 retry_after: None,
                 json: config.json_errors,
@@ -245,7 +241,7 @@ where
                     config.registry.count_shed(&tenant, shed.reason);
                     let refusal = Refusal {
                         status: StatusCode::TOO_MANY_REQUESTS,
-                        grpc_code: GRPC_RESOURCE_EXHAUSTED,
+                        grpc_code: GrpcCode::RESOURCE_EXHAUSTED,
                         message: format!("too many requests for this tenant ({})", shed.reason),
                         retry_after: Some(shed.retry_after),
                         json: config.json_errors,

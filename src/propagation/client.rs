@@ -20,7 +20,7 @@ use super::inject_w3c;
 /// [`TenantLayer`](crate::TenantLayer) the current context is that request's.
 ///
 /// ```
-/// use tenant_otel::PropagateLayer;
+/// use tenant_otel::propagation::PropagateLayer;
 /// use tower::{service_fn, ServiceBuilder, ServiceExt};
 ///
 /// # async fn demo() {

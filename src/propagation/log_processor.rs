@@ -28,7 +28,7 @@ use crate::tenant::{valid_in_baggage, TENANT_ID_KEY};
 ///
 /// ```
 /// use opentelemetry_sdk::logs::SdkLoggerProvider;
-/// use tenant_otel::TenantLogProcessor;
+/// use tenant_otel::propagation::TenantLogProcessor;
 ///
 /// let provider = SdkLoggerProvider::builder()
 ///     .with_log_processor(TenantLogProcessor::new())

@@ -24,7 +24,7 @@ use crate::tenant::valid_in_baggage;
 ///
 /// ```
 /// use opentelemetry_sdk::trace::{BatchSpanProcessor, InMemorySpanExporter, SdkTracerProvider};
-/// use tenant_otel::TenantSpanProcessor;
+/// use tenant_otel::propagation::TenantSpanProcessor;
 ///
 /// # let exporter = InMemorySpanExporter::default();
 /// let provider = SdkTracerProvider::builder()

@@ -15,11 +15,11 @@ use super::policy::{Limits, Rate};
 use crate::stats::Clock;
 
 /// How many rate and concurrency buckets the tenants past the cardinality cap (the ones whose
-/// metrics go to `__overflow__`) are limited on, per [`Protection`](crate::Protection).
+/// metrics go to `__overflow__`) are limited on, per [`Protection`](crate::protect::Protection).
 ///
 /// Such a tenant has no entry of its own, so it is limited on the bucket its real id hashes to
 /// (with a key chosen at random per process), under the default limits
-/// ([`Protection::default_limits`](crate::Protection::default_limits)). A flooder past the cap
+/// ([`Protection::default_limits`](crate::protect::Protection::default_limits)). A flooder past the cap
 /// exhausts only its own bucket: the other overflow tenants in it, about one in
 /// `OVERFLOW_BUCKETS`, share its fate, and the rest keep their limits. Memory stays bounded: at
 /// most this many buckets, made as ids reach them. Requests without a usable tenant that the
@@ -213,7 +213,7 @@ fn limiter(rate: Rate, clock: &Clock) -> Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Protection;
+    use crate::protect::Protection;
 
     fn admit(protection: &Protection, guard: &TenantGuard, id: &str) {
         let clock = Clock::manual();

@@ -33,7 +33,7 @@ impl Rate {
 /// One tenant's limits: requests in flight at once, and a rate.
 ///
 /// ```
-/// use tenant_otel::{Limits, Rate};
+/// use tenant_otel::protect::{Limits, Rate};
 ///
 /// let free = Limits::none().concurrency(10).rate(Rate::per_second(50).burst(100));
 /// # let _ = free;
@@ -82,7 +82,8 @@ impl Limits {
 /// real id, so a flooder among those tenants holds back only the few that share its bucket.
 ///
 /// ```
-/// use tenant_otel::{Limits, Protection, Rate, TenantLayer};
+/// use tenant_otel::TenantLayer;
+/// use tenant_otel::protect::{Limits, Protection, Rate};
 ///
 /// let protection = Protection::new()
 ///     .tier("free", Limits::none().concurrency(4).rate(Rate::per_second(20)))

@@ -9,7 +9,8 @@ impl TenantRegistry {
     /// tier picks its SLA objective. Registering again replaces the metadata.
     ///
     /// ```
-    /// use tenant_otel::{InvalidTenantId, RegisterError, TenantInfo, TenantRegistry};
+    /// use tenant_otel::{RegisterError, TenantInfo, TenantRegistry};
+    /// use tenant_otel::tenant::InvalidTenantId;
     ///
     /// let registry = TenantRegistry::builder().max_tenants(1).build();
     /// let finance = registry

@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 pub use outcome::{InvalidQueryStatus, QueryOutcome, QueryStatus};
 pub use quota::{QuotaError, MAX_RESOURCE_TYPE_LEN};
 
+pub use crate::registry::MAX_QUOTA_RESOURCES;
+
 use crate::instruments::{QueryEnd, QuerySeries};
 use crate::registry::{Clock, Count, Tenant, TenantEntry, TenantRegistry};
 use crate::tenant::{validate_client_id, InvalidTenantId, TenantId};
@@ -80,7 +82,8 @@ impl QueryTenant for Tenant {
 /// back down all the same.
 ///
 /// ```
-/// use tenant_otel::{QueryOutcome, TenantRegistry};
+/// use tenant_otel::TenantRegistry;
+/// use tenant_otel::query::QueryOutcome;
 ///
 /// let registry = TenantRegistry::builder().build();
 /// let query = registry.start_query("finance-team")?;
@@ -90,7 +93,7 @@ impl QueryTenant for Tenant {
 ///
 /// let view = registry.tenant_view("finance-team").unwrap();
 /// assert_eq!((view.queries.total, view.queries.active), (1, 0));
-/// # Ok::<(), tenant_otel::InvalidTenantId>(())
+/// # Ok::<(), tenant_otel::tenant::InvalidTenantId>(())
 /// ```
 #[must_use = "dropping the guard at once records a cancelled query"]
 pub struct QueryGuard {
@@ -160,7 +163,9 @@ impl TenantRegistry {
     /// refuse is refused here too, with the reason, and records nothing.
     ///
     /// ```
-    /// use tenant_otel::{InvalidTenantId, QueryOutcome, TenantRegistry};
+    /// use tenant_otel::TenantRegistry;
+    /// use tenant_otel::query::QueryOutcome;
+    /// use tenant_otel::tenant::InvalidTenantId;
     ///
     /// let registry = TenantRegistry::builder().build();
     /// let query = registry.start_query("finance-team")?;
@@ -194,7 +199,8 @@ impl TenantRegistry {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tenant_otel::{QueryStatus, TenantRegistry};
+    /// use tenant_otel::TenantRegistry;
+    /// use tenant_otel::query::QueryStatus;
     ///
     /// let registry = TenantRegistry::builder().build();
     /// registry.track_query("marketing-team", QueryStatus::Success, Duration::from_millis(1500), 3, 800)?;
@@ -202,7 +208,7 @@ impl TenantRegistry {
     /// assert_eq!(view.queries.total, 1);
     /// assert!((view.queries.avg_ms - 1500.0).abs() < 1.0);
     /// assert!(registry.track_query("not a tenant!", QueryStatus::Success, Duration::ZERO, 0, 0).is_err());
-    /// # Ok::<(), tenant_otel::InvalidTenantId>(())
+    /// # Ok::<(), tenant_otel::tenant::InvalidTenantId>(())
     /// ```
     pub fn track_query(
         &self,

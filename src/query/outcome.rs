@@ -8,7 +8,7 @@ use crate::instruments::QueryEnd;
 /// How a query ended.
 ///
 /// ```
-/// use tenant_otel::QueryStatus;
+/// use tenant_otel::query::QueryStatus;
 ///
 /// assert_eq!("success".parse::<QueryStatus>(), Ok(QueryStatus::Success));
 /// assert_eq!(QueryStatus::Error.as_str(), "error");
@@ -77,11 +77,11 @@ impl FromStr for QueryStatus {
     }
 }
 
-/// What [`QueryGuard::end`](crate::QueryGuard::end) records: the status, and optionally the documents retrieved and
+/// What [`QueryGuard::end`](crate::query::QueryGuard::end) records: the status, and optionally the documents retrieved and
 /// the LLM tokens used.
 ///
 /// ```
-/// use tenant_otel::{QueryOutcome, QueryStatus};
+/// use tenant_otel::query::{QueryOutcome, QueryStatus};
 ///
 /// let outcome = QueryOutcome::success().docs_retrieved(5).llm_tokens(1200);
 /// assert_eq!(outcome.status(), QueryStatus::Success);

@@ -60,7 +60,8 @@ impl TenantRegistry {
     /// tenant wins.
     ///
     /// ```
-    /// use tenant_otel::{QuotaError, TenantRegistry};
+    /// use tenant_otel::TenantRegistry;
+    /// use tenant_otel::query::QuotaError;
     ///
     /// let registry = TenantRegistry::builder().build();
     /// registry.update_quota_usage("finance-team", "queries", 75.0)?;

@@ -91,8 +91,8 @@ impl TenantRegistryBuilder {
     /// [`TenantRegistry::register`] or [`TenantRegistry::register_tenant`] keep their slot.
     ///
     /// Use it with **delta** temporality
-    /// ([`TelemetryBuilder::reclaim_idle_tenants_after`](crate::TelemetryBuilder::reclaim_idle_tenants_after)
-    /// sets both): the reclaimed tenant's bound instruments are dropped and the SDK frees their
+    /// ([`TelemetryBuilder::registry`](crate::TelemetryBuilder::registry) sets it for a registry
+    /// that reclaims): the reclaimed tenant's bound instruments are dropped and the SDK frees their
     /// series. Under cumulative temporality the SDK keeps reporting every series it has ever
     /// seen, so the number of exported series would keep growing with every tenant that comes
     /// and goes, even though this registry stays within its cap.
@@ -129,13 +129,14 @@ impl TenantRegistryBuilder {
     /// `free` 0.99, `standard` 0.995, `premium` 0.999, and 0.995 for a tenant without a tier.
     ///
     /// ```
-    /// use tenant_otel::{Objective, TenantRegistry};
+    /// use tenant_otel::TenantRegistry;
+    /// use tenant_otel::slo::Objective;
     ///
     /// let registry = TenantRegistry::builder()
     ///     .objective("enterprise", Objective::new(0.9995)?)
     ///     .build();
     /// # let _ = registry;
-    /// # Ok::<(), tenant_otel::InvalidObjective>(())
+    /// # Ok::<(), tenant_otel::slo::InvalidObjective>(())
     /// ```
     pub fn objective(mut self, tier: &str, objective: Objective) -> Self {
         self.slo.set_availability(tier, objective);
@@ -148,13 +149,14 @@ impl TenantRegistryBuilder {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tenant_otel::{Objective, Slo, TenantRegistry};
+    /// use tenant_otel::TenantRegistry;
+    /// use tenant_otel::slo::{Objective, Slo};
     ///
     /// let premium = Slo::availability(Objective::new(0.999)?)
     ///     .with_latency(Duration::from_secs(1), Objective::new(0.99)?);
     /// let registry = TenantRegistry::builder().slo("premium", premium).build();
     /// # let _ = registry;
-    /// # Ok::<(), tenant_otel::InvalidObjective>(())
+    /// # Ok::<(), tenant_otel::slo::InvalidObjective>(())
     /// ```
     pub fn slo(mut self, tier: &str, slo: Slo) -> Self {
         self.slo.set(tier, slo);

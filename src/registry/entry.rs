@@ -13,7 +13,7 @@ use opentelemetry::{Context, KeyValue};
 use super::handle::InContext;
 use super::reclaim::ReclaimClock;
 use super::Hasher;
-use crate::classify::Failure;
+use crate::classify::{Failure, GrpcCode};
 use crate::instruments::semconv::{self, METHOD_SLOTS};
 use crate::instruments::{HttpInstruments, QuerySeries};
 use crate::protect::TenantGuard;
@@ -95,7 +95,7 @@ pub(crate) struct Outcome<'a> {
     pub(crate) route_id: Option<u32>,
     /// A gRPC call's status code: its duration goes to `rpc.server.call.duration`, with the
     /// route as its method.
-    pub(crate) rpc_code: Option<u8>,
+    pub(crate) rpc_code: Option<GrpcCode>,
     pub(crate) status: Option<http::StatusCode>,
     pub(crate) failure: Failure,
     pub(crate) duration: Duration,
@@ -349,7 +349,7 @@ impl TenantEntry {
         let key = SeriesKey {
             method: o.method as u8,
             status: match o.rpc_code {
-                Some(code) => u16::from(code),
+                Some(code) => u16::from(code.get()),
                 None => o.status.map_or(0, |s| s.as_u16()),
             },
             rpc: o.rpc_code.is_some(),
@@ -382,7 +382,7 @@ impl TenantEntry {
             ));
             attrs.push(KeyValue::new(
                 semconv::RPC_RESPONSE_STATUS_CODE,
-                semconv::grpc_code_name(code),
+                code.name(),
             ));
             if let Some(error) = o.failure.error_type(o.status) {
                 attrs.push(KeyValue::new(semconv::ERROR_TYPE, error));

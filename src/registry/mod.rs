@@ -23,9 +23,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use crate::stats::{
-    Clock, InvalidObjective, LatencyObjective, Objective, Slo, MAX_COMPLIANCE_DAYS,
-};
+pub(crate) use crate::stats::Clock;
+use crate::stats::Slo;
 pub use admission::RegisterError;
 pub use builder::TenantRegistryBuilder;
 pub use entry::MAX_QUOTA_RESOURCES;
@@ -48,11 +47,8 @@ use opentelemetry::KeyValue;
 /// SipHash's stronger collision resistance buys nothing here.
 type Hasher = foldhash::fast::RandomState;
 
-/// The default cap on distinct `tenant.id` values in metrics.
-pub const DEFAULT_MAX_TENANTS: usize = 1000;
-
-/// The default length of the sliding window of the in-process view.
-pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_MAX_TENANTS: usize = TenantRegistry::DEFAULT_MAX_TENANTS;
+pub(crate) const DEFAULT_WINDOW: Duration = TenantRegistry::DEFAULT_WINDOW;
 
 /// Maps tenant ids to their prepared state, and bounds how many get their own metric series.
 ///
@@ -63,7 +59,8 @@ pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
 /// layer does, and refuses what the layer would refuse.
 ///
 /// ```
-/// use tenant_otel::{InvalidTenantId, TenantRegistry};
+/// use tenant_otel::TenantRegistry;
+/// use tenant_otel::tenant::InvalidTenantId;
 ///
 /// let registry = TenantRegistry::builder().max_tenants(2).build();
 /// assert_eq!(registry.resolve("a")?.metric_label(), "a");
@@ -131,9 +128,28 @@ impl Default for TenantRegistry {
 }
 
 impl TenantRegistry {
+    /// The default cap on distinct `tenant.id` values in metrics.
+    pub const DEFAULT_MAX_TENANTS: usize = 1000;
+
+    /// The default length of the sliding window of the in-process view.
+    pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
+
     /// A builder with the defaults: cap 1000, no allowlist, the global meter provider.
     pub fn builder() -> TenantRegistryBuilder {
         TenantRegistryBuilder::default()
+    }
+
+    /// The process-wide registry, which every [`TenantLayer`](crate::TenantLayer) and
+    /// [`ClientLayer`](crate::ClientLayer) built without a registry of its own records into:
+    /// one cap on tenant labels for the whole process, as for the metric streams it bounds,
+    /// however many layers there are. Made with the defaults on first use, on the global meter
+    /// provider as it is then: set that provider first ([`init`](fn@crate::init) gives its
+    /// layers its own registry).
+    pub fn global() -> TenantRegistry {
+        static GLOBAL: std::sync::OnceLock<TenantRegistry> = std::sync::OnceLock::new();
+        GLOBAL
+            .get_or_init(|| TenantRegistry::builder().build())
+            .clone()
     }
 
     /// Validates `id` as the layer does and looks it up, admitting it while the cap allows.
@@ -254,7 +270,8 @@ impl TenantRegistry {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tenant_otel::{Objective, Slo, TenantRegistry};
+    /// use tenant_otel::TenantRegistry;
+    /// use tenant_otel::slo::{Objective, Slo};
     ///
     /// let registry = TenantRegistry::builder().build();
     /// let strict = Slo::availability(Objective::new(0.9999)?)
@@ -280,7 +297,8 @@ impl TenantRegistry {
     /// its next request on; the tenant is registered for good if it was not.
     ///
     /// ```
-    /// use tenant_otel::{Limits, TenantRegistry};
+    /// use tenant_otel::TenantRegistry;
+    /// use tenant_otel::protect::Limits;
     ///
     /// let registry = TenantRegistry::builder().build();
     /// registry.set_tenant_limits("big-customer", Some(Limits::none().concurrency(500)))?;

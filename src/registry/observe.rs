@@ -32,7 +32,7 @@ impl Inner {
                 let attributes = [
                     e.key_value().clone(),
                     KeyValue::new(semconv::TENANT_TIER, tier.clone()),
-                    KeyValue::new(semconv::SLO, sli.label()),
+                    KeyValue::new(semconv::SLO, sli.as_str()),
                 ];
                 report(&SliSource {
                     windows: &e.slo,

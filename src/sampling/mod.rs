@@ -47,7 +47,7 @@ use tenants::{Budgets, Tenants};
 ///
 /// ```
 /// use opentelemetry_sdk::trace::SdkTracerProvider;
-/// use tenant_otel::TenantSampler;
+/// use tenant_otel::sampling::TenantSampler;
 ///
 /// let sampler = TenantSampler::builder()
 ///     .floor(5)              // at least 5 traces a minute from every tenant
@@ -302,7 +302,8 @@ impl TenantSamplerBuilder {
     ///
     /// ```
     /// use opentelemetry_sdk::trace::SdkTracerProvider;
-    /// use tenant_otel::{TenantLayer, TenantRegistry, TenantSampler};
+    /// use tenant_otel::{TenantLayer, TenantRegistry};
+    /// use tenant_otel::sampling::TenantSampler;
     ///
     /// let registry = TenantRegistry::builder().max_tenants(5000).build();
     /// let sampler = TenantSampler::builder().floor(5).ratio(0.01).registry(&registry).build();

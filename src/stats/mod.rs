@@ -15,12 +15,13 @@ mod snapshot;
 
 pub use clock::Clock;
 pub use objective::{InvalidObjective, LatencyObjective, Objective, Slo, MAX_COMPLIANCE_DAYS};
+pub use slo::Sli;
 pub use snapshot::{StatsSnapshot, WindowSnapshot};
 
 pub(crate) use latency::Stats;
 pub(crate) use objective::SloPolicy;
 pub(crate) use share::{noisy_neighbors, shares, Load, NoisyRule};
-pub(crate) use slo::{window, Sli, SloWindows, Window, WINDOWS};
+pub(crate) use slo::{window, SloWindows, Window, WINDOWS};
 
 /// Share of `total` that did not fail; 1 when nothing finished, so an idle tenant does not look
 /// like a failing one.

@@ -8,7 +8,7 @@ use std::time::Duration;
 /// and 1.
 ///
 /// ```
-/// use tenant_otel::Objective;
+/// use tenant_otel::slo::Objective;
 ///
 /// let three_nines = Objective::new(0.999).unwrap();
 /// assert_eq!(three_nines.get(), 0.999);
@@ -71,11 +71,11 @@ impl std::error::Error for InvalidObjective {}
 ///
 /// ```
 /// use std::time::Duration;
-/// use tenant_otel::{LatencyObjective, Objective};
+/// use tenant_otel::slo::{LatencyObjective, Objective};
 ///
 /// let fast = LatencyObjective::new(Duration::from_secs(1), Objective::new(0.99)?);
 /// assert_eq!(fast.threshold(), Duration::from_secs(1));
-/// # Ok::<(), tenant_otel::InvalidObjective>(())
+/// # Ok::<(), tenant_otel::slo::InvalidObjective>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LatencyObjective {
@@ -105,12 +105,12 @@ impl LatencyObjective {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tenant_otel::{Objective, Slo};
+/// use tenant_otel::slo::{Objective, Slo};
 ///
 /// let premium = Slo::availability(Objective::new(0.999)?)
 ///     .with_latency(Duration::from_secs(1), Objective::new(0.99)?);
 /// assert_eq!(premium.latency().unwrap().threshold(), Duration::from_secs(1));
-/// # Ok::<(), tenant_otel::InvalidObjective>(())
+/// # Ok::<(), tenant_otel::slo::InvalidObjective>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[must_use]

@@ -75,16 +75,26 @@ pub(crate) struct Counts {
     pub(crate) slow: u64,
 }
 
-/// Which SLI a reading is of.
+/// Which objective a status or an alert is about: the service level indicator it counts.
+///
+/// Exported as the `slo` attribute and JSON field by [`as_str`](Self::as_str).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Sli {
+#[cfg_attr(
+    feature = "axum",
+    derive(serde::Serialize),
+    serde(rename_all = "snake_case")
+)]
+#[non_exhaustive]
+pub enum Sli {
+    /// Requests that did not fail on the server's side, over all requests (`availability`).
     Availability,
+    /// Requests faster than the latency objective's threshold, over all requests (`latency`).
     Latency,
 }
 
 impl Sli {
-    /// The `slo` attribute value.
-    pub(crate) fn label(self) -> &'static str {
+    /// The `slo` attribute value: `availability` or `latency`.
+    pub fn as_str(self) -> &'static str {
         match self {
             Sli::Availability => "availability",
             Sli::Latency => "latency",
@@ -96,6 +106,12 @@ impl Sli {
             Sli::Availability => c.failed,
             Sli::Latency => c.slow,
         }
+    }
+}
+
+impl std::fmt::Display for Sli {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

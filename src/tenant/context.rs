@@ -32,9 +32,9 @@ pub fn current_tenant() -> Option<TenantId> {
 /// use opentelemetry::{baggage::BaggageExt, Context, KeyValue};
 ///
 /// let cx = Context::new().with_baggage([KeyValue::new("tenant.id", "acme")]);
-/// assert_eq!(tenant_otel::tenant_of(&cx).unwrap().as_str(), "acme");
+/// assert_eq!(tenant_otel::tenant::tenant_of(&cx).unwrap().as_str(), "acme");
 /// let forged = Context::new().with_baggage([KeyValue::new("tenant.id", "a b")]);
-/// assert!(tenant_otel::tenant_of(&forged).is_none());
+/// assert!(tenant_otel::tenant::tenant_of(&forged).is_none());
 /// ```
 pub fn tenant_of(cx: &Context) -> Option<TenantId> {
     valid_in_baggage(cx.baggage()).map(|v| TenantId::from_validated(v.as_str()))

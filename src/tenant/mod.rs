@@ -10,17 +10,21 @@
 //! - [`TenantInfo`]: name, tier and region, exported as `tenant.info`.
 //! - [`current_tenant`] and [`tenant_of`]: the tenant in a context's baggage.
 
-mod context;
-mod id;
-mod info;
-mod source;
+pub(crate) mod context;
+pub(crate) mod id;
+pub(crate) mod info;
+pub(crate) mod source;
 
-pub use context::{current_tenant, tenant_of};
-pub use id::{
-    InvalidTenantId, TenantId, MAX_TENANT_ID_LEN, OVERFLOW_TENANT, TENANT_ID_KEY, UNKNOWN_TENANT,
-};
-pub use info::{TenantInfo, MAX_TENANT_LABEL_LEN, MAX_TENANT_NAME_LEN};
-pub use source::{RequestHead, TenantSource};
+pub use context::tenant_of;
+pub use id::{InvalidTenantId, MAX_TENANT_ID_LEN, OVERFLOW_TENANT, TENANT_ID_KEY, UNKNOWN_TENANT};
+pub use info::{MAX_TENANT_LABEL_LEN, MAX_TENANT_NAME_LEN};
+pub use source::RequestHead;
+
+// At the crate root for users; here for the crate's own paths.
+pub(crate) use context::current_tenant;
+pub(crate) use id::TenantId;
+pub(crate) use info::TenantInfo;
+pub(crate) use source::TenantSource;
 
 pub(crate) use context::{claimed_in_baggage, valid_in_baggage};
 pub(crate) use id::{is_reserved, validate, validate_client_id};

@@ -97,8 +97,8 @@ impl TenantSource {
     /// Baggage is set by the caller: use it only where callers are trusted (service-to-service
     /// traffic behind a gateway that sets it), never as the only source of a public endpoint.
     /// A layer that does not trust a caller's trace context
-    /// ([`untrusted_trace_context`](crate::TenantLayerBuilder::untrusted_trace_context), or a
-    /// caller [`trust_trace_context_if`](crate::TenantLayerBuilder::trust_trace_context_if)
+    /// ([`Edge::public`](crate::layer::Edge::public), or a
+    /// caller [`Edge::trust_if`](crate::layer::Edge::trust_if)
     /// turns down) drops the caller's baggage first, so this source finds nothing there.
     pub fn baggage() -> Self {
         TenantSource(Kind::Baggage)
@@ -106,7 +106,7 @@ impl TenantSource {
 
     /// The chain of a layer given no source: header `x-tenant-id`, then, where the layer
     /// passes callers' baggage on, the `tenant.id` baggage entry, which is what
-    /// [`ClientLayer`](crate::ClientLayer) and [`PropagateLayer`](crate::PropagateLayer) send.
+    /// [`ClientLayer`](crate::ClientLayer) and [`PropagateLayer`](crate::propagation::PropagateLayer) send.
     /// So a service called by another one through them sees the caller's tenant with the
     /// defaults on both sides. Baggage is believed no more than the header (a client can send
     /// either), it comes second (the header decides when both are there), and a caller whose

@@ -9,15 +9,17 @@ use axum::{Json, Router};
 use crate::registry::TenantRegistry;
 
 /// An axum router serving the in-process view as JSON: `GET /tenants` (a
-/// [`PlatformView`](crate::PlatformView)) and `GET /tenants/{id}` (a
-/// [`TenantView`](crate::TenantView), or 404). Mount it beside the application, outside the
+/// [`PlatformView`](crate::view::PlatformView)) and `GET /tenants/{id}` (a
+/// [`TenantView`](crate::view::TenantView), or 404). Mount it beside the application, outside the
 /// tenant layer, and keep it off public listeners: it lists every tenant.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// use tower::ServiceExt;
-/// use tenant_otel::{view_router, QueryOutcome, TenantRegistry};
+/// use tenant_otel::TenantRegistry;
+/// use tenant_otel::query::QueryOutcome;
+/// use tenant_otel::view::view_router;
 ///
 /// let registry = TenantRegistry::builder().build();
 /// registry.start_query("finance-team").unwrap().end(QueryOutcome::success());

@@ -6,7 +6,9 @@
 //!   [`PlatformView`] or one [`TenantView`].
 //! - `view_router` (feature `axum`) serves them as JSON at `/tenants` and `/tenants/{id}`.
 //! - `prometheus_router` (feature `prometheus`) serves `/metrics` for a Prometheus that scrapes
-//!   instead of receiving OTLP.
+//!   instead of receiving OTLP. OTLP (into the collector, or Prometheus 3's OTLP receiver) is the
+//!   standard path; the pull endpoint is kept for setups without a collector, its crate
+//!   (`opentelemetry-prometheus`) being marked discontinued upstream.
 
 #[cfg(feature = "axum")]
 mod http;

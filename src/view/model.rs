@@ -43,30 +43,37 @@ pub struct PlatformSummary {
 
 /// Counts and the mean over many tenants: total duration over total count, which is exactly
 /// the number that hides a failing tenant among healthy ones.
+///
+/// The figures are those of a tenant's [`StatsSnapshot`], summed over tenants. Percentiles do not
+/// add up across tenants and are not kept for the platform: they read 0 here (each tenant's own
+/// are in its [`TenantView`]). In JSON the aggregate keeps its flat shape: `total`, `success`,
+/// `errors`, `success_rate`, `active`, `avg_ms`, `window_total`, `window_errors`,
+/// `window_success_rate`, `window_avg_ms`.
 #[derive(Debug, Clone, PartialEq)]
-#[cfg_attr(feature = "axum", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct Aggregate {
-    /// Finished since start.
-    pub total: u64,
-    /// Of which succeeded.
-    pub success: u64,
-    /// Of which failed.
-    pub errors: u64,
-    /// `success / total`, or 1 when nothing finished yet.
-    pub success_rate: f64,
-    /// In flight now.
-    pub active: i64,
-    /// Total duration over total count since start, in milliseconds.
-    pub avg_ms: f64,
-    /// Finished within the sliding window.
-    pub window_total: u64,
-    /// Of which failed.
-    pub window_errors: u64,
-    /// Success rate within the window, or 1 when the window is empty.
-    pub window_success_rate: f64,
-    /// Mean duration within the window, in milliseconds.
-    pub window_avg_ms: f64,
+    /// The summed counts and means; the window's under `stats.window`.
+    pub stats: StatsSnapshot,
+}
+
+#[cfg(feature = "axum")]
+impl serde::Serialize for Aggregate {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let (s, w) = (&self.stats, &self.stats.window);
+        let mut out = serializer.serialize_struct("Aggregate", 10)?;
+        out.serialize_field("total", &s.total)?;
+        out.serialize_field("success", &s.success)?;
+        out.serialize_field("errors", &s.errors)?;
+        out.serialize_field("success_rate", &s.success_rate)?;
+        out.serialize_field("active", &s.active)?;
+        out.serialize_field("avg_ms", &s.avg_ms)?;
+        out.serialize_field("window_total", &w.total)?;
+        out.serialize_field("window_errors", &w.errors)?;
+        out.serialize_field("window_success_rate", &w.success_rate)?;
+        out.serialize_field("window_avg_ms", &w.avg_ms)?;
+        out.end()
+    }
 }
 
 /// One tenant in the in-process view.
@@ -94,8 +101,8 @@ pub struct TenantView {
 #[cfg_attr(feature = "axum", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct SloStatus {
-    /// `availability` or `latency`.
-    pub slo: &'static str,
+    /// Which objective: `availability` or `latency` in JSON.
+    pub slo: Sli,
     /// The share of requests that must be good.
     pub objective: f64,
     /// For a latency objective, the threshold a good request stays under, in seconds.
@@ -150,7 +157,7 @@ fn sla(registry: &TenantRegistry, entry: &TenantEntry, now: Instant) -> Vec<SloS
     slis.into_iter()
         .flatten()
         .map(|(sli, objective, threshold_seconds)| SloStatus {
-            slo: sli.label(),
+            slo: sli,
             objective: objective.get(),
             threshold_seconds,
             error_budget_remaining: entry.slo.budget_remaining(
@@ -197,38 +204,32 @@ impl Default for Aggregate {
     /// Nothing finished: rates read 1, like [`StatsSnapshot`]'s, so an idle platform does not
     /// look like a failing one.
     fn default() -> Self {
-        Aggregate {
-            total: 0,
-            success: 0,
-            errors: 0,
+        let mut stats = StatsSnapshot {
             success_rate: 1.0,
-            active: 0,
-            avg_ms: 0.0,
-            window_total: 0,
-            window_errors: 0,
-            window_success_rate: 1.0,
-            window_avg_ms: 0.0,
-        }
+            ..StatsSnapshot::default()
+        };
+        stats.window.success_rate = 1.0;
+        Aggregate { stats }
     }
 }
 
 impl Aggregate {
     fn add(&mut self, s: &StatsSnapshot) {
+        let (a, w) = (&mut self.stats, &s.window);
         // Sums of durations are rebuilt from the means: exact enough for a mean, and it keeps
         // the per-tenant statistics the only place durations are stored.
-        let sum = self.avg_ms * self.total as f64 + s.avg_ms * s.total as f64;
-        let window_sum =
-            self.window_avg_ms * self.window_total as f64 + s.window.avg_ms * s.window.total as f64;
-        self.total += s.total;
-        self.success += s.success;
-        self.errors += s.errors;
-        self.active += s.active;
-        self.window_total += s.window.total;
-        self.window_errors += s.window.errors;
-        self.avg_ms = mean(sum, self.total);
-        self.window_avg_ms = mean(window_sum, self.window_total);
-        self.success_rate = success_rate(self.total, self.errors);
-        self.window_success_rate = success_rate(self.window_total, self.window_errors);
+        let sum = a.avg_ms * a.total as f64 + s.avg_ms * s.total as f64;
+        let window_sum = a.window.avg_ms * a.window.total as f64 + w.avg_ms * w.total as f64;
+        a.total += s.total;
+        a.success += s.success;
+        a.errors += s.errors;
+        a.active += s.active;
+        a.window.total += w.total;
+        a.window.errors += w.errors;
+        a.avg_ms = mean(sum, a.total);
+        a.window.avg_ms = mean(window_sum, a.window.total);
+        a.success_rate = success_rate(a.total, a.errors);
+        a.window.success_rate = success_rate(a.window.total, a.window.errors);
     }
 }
 
@@ -238,7 +239,8 @@ impl TenantRegistry {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tenant_otel::{QueryStatus, TenantRegistry};
+    /// use tenant_otel::TenantRegistry;
+    /// use tenant_otel::query::QueryStatus;
     ///
     /// let registry = TenantRegistry::builder().build();
     /// for i in 0..9 {
@@ -247,10 +249,10 @@ impl TenantRegistry {
     /// registry.track_query("slow", QueryStatus::Error, Duration::from_secs(5), 0, 0)?;
     ///
     /// let view = registry.view();
-    /// assert_eq!(view.platform.queries.total, 10);
-    /// assert!((view.platform.queries.avg_ms - 545.0).abs() < 1.0);
+    /// assert_eq!(view.platform.queries.stats.total, 10);
+    /// assert!((view.platform.queries.stats.avg_ms - 545.0).abs() < 1.0);
     /// assert_eq!(view.tenants[0].tenant, "slow"); // worst first
-    /// # Ok::<(), tenant_otel::InvalidTenantId>(())
+    /// # Ok::<(), tenant_otel::tenant::InvalidTenantId>(())
     /// ```
     pub fn view(&self) -> PlatformView {
         let mut platform = PlatformSummary {
@@ -278,14 +280,15 @@ impl TenantRegistry {
     /// for a tenant without its own label.
     ///
     /// ```
-    /// use tenant_otel::{QueryOutcome, TenantRegistry};
+    /// use tenant_otel::TenantRegistry;
+    /// use tenant_otel::query::QueryOutcome;
     ///
     /// let registry = TenantRegistry::builder().build();
     /// registry.start_query("finance-team")?.end(QueryOutcome::success());
     /// let finance = registry.tenant_view("finance-team").unwrap();
     /// assert_eq!(finance.queries.success, 1);
     /// assert!(registry.tenant_view("nobody").is_none());
-    /// # Ok::<(), tenant_otel::InvalidTenantId>(())
+    /// # Ok::<(), tenant_otel::tenant::InvalidTenantId>(())
     /// ```
     #[doc(alias = "get_tenant_metrics")]
     pub fn tenant_view(&self, id: &str) -> Option<TenantView> {

@@ -1,4 +1,11 @@
-//! The Prometheus pull endpoint: `/metrics` in the text exposition format.
+//! The Prometheus pull endpoint: `/metrics` in the text exposition format (feature
+//! `prometheus`, off by default).
+//!
+//! The standard way into Prometheus is OTLP: the collector's Prometheus exporter, or
+//! Prometheus 3's OTLP receiver (`--web.enable-otlp-receiver`, `/api/v1/otlp/v1/metrics`), both
+//! fed by [`init`](fn@crate::init)'s exporter. This endpoint is kept for setups with neither.
+//! Its crate, `opentelemetry-prometheus`, is marked discontinued upstream: it is pinned and
+//! kept building, but new setups should prefer OTLP, and a later release may drop it.
 
 use ::prometheus::{Encoder, Registry, TextEncoder};
 use axum::http::{header, StatusCode};
@@ -6,8 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-/// An axum router serving `GET /metrics` from `registry` (usually
-/// [`Telemetry::prometheus_registry`](crate::Telemetry::prometheus_registry)). Mount it outside
+/// An axum router serving `GET /metrics` from `registry`, for a Prometheus that scrapes and has
+/// no collector or OTLP receiver in front of it (see the [module](crate::view) on why OTLP is
+/// the standard path). `registry` is usually
+/// [`Telemetry::prometheus_registry`](crate::Telemetry::prometheus_registry). Mount it outside
 /// the tenant layer (or [`exclude_path`](crate::TenantLayerBuilder::exclude_path) it) so scrapes
 /// are not counted as tenant traffic.
 ///
@@ -23,7 +32,7 @@ use axum::Router;
 ///     .init()?;
 /// telemetry.registry().update_quota_usage("finance-team", "queries", 75.0)?;
 /// let registry = telemetry.prometheus_registry().expect("asked for");
-/// let app = tenant_otel::prometheus_router(registry.clone());
+/// let app = tenant_otel::view::prometheus_router(registry.clone());
 /// let response = app
 ///     .oneshot(http::Request::get("/metrics").body(axum::body::Body::empty())?)
 ///     .await?;
@@ -46,7 +55,7 @@ async fn scrape(axum::extract::State(registry): axum::extract::State<Registry>) 
 ///
 /// ```
 /// let registry = prometheus::Registry::new();
-/// let response = tenant_otel::prometheus_response(&registry);
+/// let response = tenant_otel::view::prometheus_response(&registry);
 /// assert_eq!(response.status(), 200);
 /// ```
 pub fn prometheus_response(registry: &Registry) -> Response {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tenant_otel::{AlertEvent, AlertKind, AlertRules, AlertState};
+use tenant_otel::alert::{AlertEvent, AlertKind, AlertRules, AlertState};
 
 use super::sim::{Sim, Stream};
 
@@ -32,7 +32,7 @@ fn reading(sim: &Sim, tenant: &str, measure: &str) -> f64 {
     alert
         .readings
         .iter()
-        .find(|r| r.measure == measure)
+        .find(|r| r.measure.as_str() == measure)
         .unwrap_or_else(|| panic!("no {measure} in {alert}"))
         .value
 }

@@ -8,8 +8,10 @@ use std::time::Duration;
 use axum::body::Bytes;
 use futures_util::FutureExt;
 use http_body_util::Empty;
-use tenant_otel::{AlertEngine, AlertEvent, AlertKind, AlertRules, Clock, TenantInfo};
-use tenant_otel::{TenantLayer, TenantRegistry, TenantRegistryBuilder, TenantService};
+use tenant_otel::alert::{AlertEngine, AlertEvent, AlertKind, AlertRules};
+use tenant_otel::layer::TenantService;
+use tenant_otel::{Clock, TenantInfo};
+use tenant_otel::{TenantLayer, TenantRegistry, TenantRegistryBuilder};
 use tower::{service_fn, Layer, Service};
 
 /// The inner service: answers with the status the request asks for.

@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use fake_opentelemetry_collector::{ExportedLog, ExportedSpan, FakeCollectorServer};
-use tenant_otel::{Protocol, Telemetry};
+use tenant_otel::init::Protocol;
+use tenant_otel::Telemetry;
 use tracing::subscriber::DefaultGuard;
 use tracing_subscriber::layer::SubscriberExt;
 

@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use fake_opentelemetry_collector::{ExportedMetric, FakeCollectorServer};
-use tenant_otel::{Protocol, Telemetry};
+use tenant_otel::init::Protocol;
+use tenant_otel::Telemetry;
 
 /// A metric as exported, flattened from the fake collector's JSON form.
 pub type Metric = serde_json::Value;
@@ -26,7 +27,7 @@ pub async fn pipeline(max_tenants: usize) -> Pipeline {
         .protocol(Protocol::Grpc)
         .without_tracing_subscriber()
         .without_globals()
-        .max_tenants(max_tenants)
+        .registry(tenant_otel::TenantRegistry::builder().max_tenants(max_tenants))
         .metric_export_interval(Duration::from_secs(3600))
         // The contract covers the Prometheus names too.
         .prometheus_endpoint()

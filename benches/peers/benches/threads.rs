@@ -228,7 +228,7 @@ fn child(case: Case, args: &Args) {
         // The case measured what it says: own tenants admitted, or everything on overflow.
         let registry = telemetry.registry();
         let on_overflow = registry
-            .tenant_view(tenant_otel::OVERFLOW_TENANT)
+            .tenant_view(tenant_otel::tenant::OVERFLOW_TENANT)
             .map_or(0, |v| v.requests.total);
         let expected = (args.threads * (args.warm_up + args.requests)) as u64;
         match case {

@@ -220,7 +220,7 @@ pub fn setup_with_cap(stack: Stack, max_tenants: usize) -> Setup {
         let mut builder = Telemetry::builder();
         if stack == Stack::TenantOtelFairSampled {
             builder = builder.sampler(
-                tenant_otel::TenantSampler::builder()
+                tenant_otel::sampling::TenantSampler::builder()
                     .floor(5)
                     .ratio(0.01)
                     .cap(600)
@@ -234,7 +234,7 @@ pub fn setup_with_cap(stack: Stack, max_tenants: usize) -> Setup {
             // nothing listens there) off the request path once a minute.
             .span_exporter(DiscardSpans)
             .otlp_endpoint("http://127.0.0.1:9")
-            .max_tenants(max_tenants)
+            .registry(tenant_otel::TenantRegistry::builder().max_tenants(max_tenants))
             .without_console_logs()
             .init()
             .expect("tenant-otel init");
@@ -247,9 +247,12 @@ pub fn setup_with_cap(stack: Stack, max_tenants: usize) -> Setup {
                 use tower::Layer as _;
                 calling(telemetry.client_layer().layer(downstream())).layer(telemetry.layer())
             }
-            Stack::TenantOtelPublic => {
-                router().layer(telemetry.layer_builder().untrusted_trace_context().build())
-            }
+            Stack::TenantOtelPublic => router().layer(
+                telemetry
+                    .layer_builder()
+                    .edge(tenant_otel::layer::Edge::public())
+                    .build(),
+            ),
             _ => router().layer(telemetry.layer()),
         };
         return Setup {
