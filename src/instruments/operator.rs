@@ -14,6 +14,7 @@ pub(crate) struct OperatorInstruments {
     /// `tenant.requests.rejected`, by reason (there is no tenant to label them with).
     pub(crate) rejected: Counter<u64>,
     /// `tenant.limits.fallbacks`, by reason: decisions of shared limits made without the store.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) limit_fallbacks: Counter<u64>,
 }
 

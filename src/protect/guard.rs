@@ -120,6 +120,7 @@ impl Protection {
 
     /// The rate tenant `id` is held to across all replicas (its limits before any division by
     /// the replica count), as its lane has it prepared: no allocation for a known tenant.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn shared_rate(
         &self,
         guard: &TenantGuard,

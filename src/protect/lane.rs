@@ -107,6 +107,7 @@ pub(super) struct Lane {
     version: u64,
     generation: u64,
     /// The tenant's limits as configured: what the replicas share.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(super) limits: Limits,
     /// What this replica enforces on its own: `limits`, divided by the replica count when the
     /// protection is told it (see [`Protection::replicas`](super::Protection::replicas)).

@@ -351,6 +351,7 @@ impl TenantRegistry {
     }
 
     /// Counts a decision of shared limits made without the shared store, for `reason`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn count_limit_fallback(&self, reason: &'static str) {
         self.inner
             .operator
