@@ -53,6 +53,7 @@ fn per_token(per_million: &str) -> Result<u64, InvalidPrice> {
 }
 
 /// Picos per token from a price per token as a float (LiteLLM's `input_cost_per_token`).
+#[cfg(feature = "cost")]
 fn per_token_f64(price: f64) -> Option<u64> {
     let picos = (price * PICOS_PER_UNIT as f64).round();
     (price.is_finite() && price >= 0.0 && picos < u64::MAX as f64).then_some(picos as u64)
