@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::money::{parse_decimal, Currency, Money, PICOS_PER_UNIT};
+use super::money::{parse_decimal, Currency, Money};
 
 /// The price of one model's tokens, exact to 10⁻¹² of the currency per token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +55,7 @@ fn per_token(per_million: &str) -> Result<u64, InvalidPrice> {
 /// Picos per token from a price per token as a float (LiteLLM's `input_cost_per_token`).
 #[cfg(feature = "cost")]
 fn per_token_f64(price: f64) -> Option<u64> {
-    let picos = (price * PICOS_PER_UNIT as f64).round();
+    let picos = (price * super::money::PICOS_PER_UNIT as f64).round();
     (price.is_finite() && price >= 0.0 && picos < u64::MAX as f64).then_some(picos as u64)
 }
 
