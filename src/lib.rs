@@ -87,6 +87,7 @@
 pub mod alert;
 mod classify;
 pub mod client;
+pub mod cost;
 pub mod init;
 pub mod instruments;
 pub mod layer;

@@ -9,7 +9,11 @@
 //!   rule, windows and rates, and the `tenant.alerts` counter.
 //! - [`AlertTask`]: the same every interval on a thread of its own; [`init`](fn@crate::init)
 //!   starts one.
+//! - [`AlertmanagerSink`] (feature `alertmanager`): the alerts posted to Alertmanager with the
+//!   same labels from every replica, so many replicas make one notification.
 
+#[cfg(feature = "alertmanager")]
+mod alertmanager;
 mod deliver;
 mod event;
 mod rules;
@@ -19,6 +23,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "alertmanager")]
+pub use alertmanager::{AlertmanagerSink, AlertmanagerTask};
 pub use deliver::AlertSubscription;
 pub use event::{AlertEvent, AlertKind, AlertState, Measure, Reading, Severity, Window};
 pub use rules::AlertRules;
@@ -238,6 +244,12 @@ impl AlertEngine {
     /// The rules.
     pub fn rules(&self) -> &AlertRules {
         &self.inner.rules
+    }
+
+    /// Now, on the registry's clock (the clock of every event's times).
+    #[cfg_attr(not(feature = "alertmanager"), allow(dead_code))]
+    pub(crate) fn registry_now(&self) -> Instant {
+        self.inner.registry.now()
     }
 }
 

@@ -38,6 +38,9 @@ pub const TENANT_RESOURCE_SHARE: &str = "tenant.resource.share";
 pub const TENANT_ALERTS: &str = "tenant.alerts";
 /// Counter: requests shed by per-tenant protection, by tenant and `reason`.
 pub const TENANT_REQUESTS_SHED: &str = "tenant.requests.shed";
+/// Counter: decisions of limits shared by all replicas made without the shared store, by
+/// `reason` (`timeout`, `unavailable`, `error`).
+pub const TENANT_LIMITS_FALLBACKS: &str = "tenant.limits.fallbacks";
 /// Counter: requests refused for want of a usable tenant id, by `reason` (`missing`,
 /// `invalid`, `reserved`).
 pub const TENANT_REQUESTS_REJECTED: &str = "tenant.requests.rejected";

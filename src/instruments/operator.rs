@@ -13,6 +13,9 @@ pub(crate) struct OperatorInstruments {
     pub(crate) shed: Counter<u64>,
     /// `tenant.requests.rejected`, by reason (there is no tenant to label them with).
     pub(crate) rejected: Counter<u64>,
+    /// `tenant.limits.fallbacks`, by reason: decisions of shared limits made without the store.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) limit_fallbacks: Counter<u64>,
 }
 
 impl OperatorInstruments {
@@ -34,6 +37,14 @@ impl OperatorInstruments {
                 .u64_counter(names::TENANT_REQUESTS_REJECTED)
                 .with_unit("{request}")
                 .with_description("Requests refused for want of a usable tenant id, by reason.")
+                .build(),
+            limit_fallbacks: meter
+                .u64_counter(names::TENANT_LIMITS_FALLBACKS)
+                .with_unit("{decision}")
+                .with_description(
+                    "Decisions of limits shared by all replicas made without the shared store \
+                     (it was down, slow or not yet connected), by reason.",
+                )
                 .build(),
         }
     }

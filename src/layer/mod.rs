@@ -11,6 +11,8 @@
 //! - `inflight`: the record of a request in flight, ended exactly once.
 //! - `future`, `body`: [`ResponseFuture`] and [`TenantBody`], which carry that record to the
 //!   end of the response.
+//! - `global` (feature `redis`): [`GlobalLimitLayer`], each tenant's rate across all
+//!   replicas, decided in Redis.
 //! - `extract` (feature `axum`): [`Tenant`](crate::Tenant) as an axum extractor.
 //!
 //! Whether a request failed is decided in one place for HTTP and gRPC, `classify`, which the
@@ -22,6 +24,8 @@ mod edge;
 #[cfg(feature = "axum")]
 mod extract;
 mod future;
+#[cfg(feature = "redis")]
+mod global;
 mod inflight;
 mod service;
 mod settings;
@@ -30,6 +34,8 @@ mod span;
 pub use body::TenantBody;
 pub use builder::MissingTenant;
 pub use future::ResponseFuture;
+#[cfg(feature = "redis")]
+pub use global::{GlobalLimitFuture, GlobalLimitLayer, GlobalLimitService};
 pub use service::TenantService;
 pub use settings::Edge;
 

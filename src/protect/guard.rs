@@ -11,7 +11,7 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::RateLimiter;
 
 use super::lane::{Lane, TenantGuard};
-use super::policy::Protection;
+use super::policy::{Protection, Rate};
 use crate::stats::Clock;
 
 /// Why a request was shed, as `tenant.shed` and the `reason` of `tenant.requests.shed` name it.
@@ -24,15 +24,19 @@ pub enum ShedReason {
     Rate,
     /// The service is saturated and the tenant holds more than its fair share.
     FairShare,
+    /// The tenant is over its rate across all replicas, as Redis decided it
+    /// ([`GlobalLimitLayer`](crate::layer::GlobalLimitLayer)).
+    GlobalRate,
 }
 
 impl ShedReason {
-    /// `concurrency`, `rate` or `fair_share`.
+    /// `concurrency`, `rate`, `fair_share` or `global_rate`.
     pub fn as_str(self) -> &'static str {
         match self {
             ShedReason::Concurrency => "concurrency",
             ShedReason::Rate => "rate",
             ShedReason::FairShare => "fair_share",
+            ShedReason::GlobalRate => "global_rate",
         }
     }
 }
@@ -111,17 +115,38 @@ impl Protection {
         tier: impl FnOnce() -> Option<String>,
         clock: &Clock,
     ) -> Result<Permit, Shed> {
+        self.with_lane(guard, id, tier, clock, |lane| self.decide(lane, clock))
+    }
+
+    /// The rate tenant `id` is held to across all replicas (its limits before any division by
+    /// the replica count), as its lane has it prepared: no allocation for a known tenant.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn shared_rate(
+        &self,
+        guard: &TenantGuard,
+        id: &str,
+        tier: impl FnOnce() -> Option<String>,
+        clock: &Clock,
+    ) -> Option<Rate> {
+        self.with_lane(guard, id, tier, clock, |lane| lane.limits.rate)
+    }
+
+    fn with_lane<R>(
+        &self,
+        guard: &TenantGuard,
+        id: &str,
+        tier: impl FnOnce() -> Option<String>,
+        clock: &Clock,
+        f: impl FnOnce(&Lane) -> R,
+    ) -> R {
         let version = self.inner.version.load(Ordering::Acquire);
         let limits = || {
-            guard
+            let limits = guard
                 .own()
-                .unwrap_or_else(|| self.limits_of(tier().as_deref()))
+                .unwrap_or_else(|| self.limits_of(tier().as_deref()));
+            (limits, self.local_share(limits))
         };
-        self.inner
-            .lanes
-            .with(guard, id, version, limits, clock, |lane| {
-                self.decide(lane, clock)
-            })
+        self.inner.lanes.with(guard, id, version, limits, clock, f)
     }
 
     fn decide(&self, lane: &Lane, clock: &Clock) -> Result<Permit, Shed> {
@@ -137,7 +162,7 @@ impl Protection {
             protection: self.clone(),
         };
         if lane
-            .limits
+            .local
             .max_concurrent
             .is_some_and(|max| mine > u64::from(max))
         {

@@ -106,7 +106,12 @@ pub(super) struct Lane {
     owner: Weak<()>,
     version: u64,
     generation: u64,
+    /// The tenant's limits as configured: what the replicas share.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(super) limits: Limits,
+    /// What this replica enforces on its own: `limits`, divided by the replica count when the
+    /// protection is told it (see [`Protection::replicas`](super::Protection::replicas)).
+    pub(super) local: Limits,
     /// Shared with the lane's next version while the rate stays the same, so a change elsewhere
     /// in the policy does not refill a tenant's bucket.
     pub(super) limiter: Option<Arc<Limiter>>,
@@ -152,7 +157,7 @@ impl Lanes {
         guard: &TenantGuard,
         id: &str,
         version: u64,
-        limits: impl FnOnce() -> Limits,
+        limits: impl FnOnce() -> (Limits, Limits),
         clock: &Clock,
         decide: impl FnOnce(&Lane) -> R,
     ) -> R {
@@ -165,16 +170,17 @@ impl Lanes {
             }
         }
         // The tenant's first request through this protection, or its limits changed.
-        let limits = limits();
+        let (limits, local) = limits();
         let prepare = |old: Option<&Lane>| Lane {
             inflight: old.map_or_else(Arc::default, |o| Arc::clone(&o.inflight)),
             owner: Arc::downgrade(&guard.alive),
             version,
             generation,
             limits,
+            local,
             limiter: match old {
-                Some(o) if o.limits.rate == limits.rate => o.limiter.clone(),
-                _ => limits.rate.map(|rate| Arc::new(limiter(rate, clock))),
+                Some(o) if o.local.rate == local.rate => o.limiter.clone(),
+                _ => local.rate.map(|rate| Arc::new(limiter(rate, clock))),
             },
         };
         let lane = match lanes.compute(key, |found| match found {

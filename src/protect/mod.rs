@@ -10,14 +10,22 @@
 //!   bounded by the tenant cap and leaves with a reclaimed tenant. Tenants past the cap are
 //!   limited on [`OVERFLOW_BUCKETS`] buckets keyed by their real id, not on one shared bucket.
 //! - [`ShedReason`]: why a request was refused.
+//! - [`GlobalLimits`] (feature `redis`): the tenants' rates shared by every replica, decided in
+//!   Redis behind the local limit, with a deadline and a fallback.
 
+#[cfg(feature = "redis")]
+mod global;
 mod guard;
 mod lane;
 mod policy;
 
+#[cfg(feature = "redis")]
+pub use global::{Fallback, GlobalLimits, InvalidRedisUrl, OnFailure};
 pub use guard::ShedReason;
 pub use lane::OVERFLOW_BUCKETS;
 pub use policy::{Limits, Protection, Rate};
 
+#[cfg(feature = "redis")]
+pub(crate) use global::{Store, Verdict};
 pub(crate) use guard::Permit;
 pub(crate) use lane::TenantGuard;

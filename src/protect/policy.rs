@@ -3,7 +3,7 @@
 //! request on.
 
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// A token-bucket rate: `per_second` requests a second on average, up to `burst` at once.
@@ -107,6 +107,8 @@ pub(super) struct Shared {
     pub(super) version: AtomicU64,
     /// Fair-share capacity plus one; 0 when off.
     capacity: AtomicU64,
+    /// Replicas each enforcing a share of every limit; 0 and 1 both mean one.
+    replicas: AtomicU32,
     pub(super) load: super::guard::Load,
     /// Each tenant's requests in flight and prepared limits under this protection.
     pub(super) lanes: super::lane::Lanes,
@@ -140,6 +142,55 @@ impl Protection {
     pub fn fair_share(self, capacity: u32) -> Self {
         self.set_capacity(Some(capacity));
         self
+    }
+
+    /// Each replica of the service enforces `1/replicas` of every limit (rate, burst and
+    /// concurrency, rounded up, at least 1): the cheap approximation of a limit across all
+    /// replicas when there is no shared store, exact when the load balancer spreads each tenant
+    /// evenly. With Redis, use [`GlobalLimitLayer`](crate::layer::GlobalLimitLayer) instead.
+    /// [`Protection::replicas_from_env`] reads the count from `TENANT_OTEL_REPLICAS`.
+    pub fn replicas(self, replicas: u32) -> Self {
+        self.set_replicas(replicas);
+        self
+    }
+
+    /// [`Protection::replicas`] from the environment variable `TENANT_OTEL_REPLICAS` (say, set
+    /// from the deployment's replica count); unset or not a positive integer: one replica.
+    pub fn replicas_from_env(self) -> Self {
+        let replicas = std::env::var("TENANT_OTEL_REPLICAS")
+            .ok()
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or(1);
+        self.replicas(replicas)
+    }
+
+    /// Changes the replica count that limits are divided by, at run time (say, on scaling).
+    pub fn set_replicas(&self, replicas: u32) {
+        self.inner
+            .replicas
+            .store(replicas.max(1), Ordering::Release);
+        self.inner.version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The replica count limits are divided by.
+    pub fn replica_count(&self) -> u32 {
+        self.inner.replicas.load(Ordering::Acquire).max(1)
+    }
+
+    /// This replica's share of `limits`.
+    pub(super) fn local_share(&self, limits: Limits) -> Limits {
+        let n = self.replica_count();
+        if n == 1 {
+            return limits;
+        }
+        let share = |v: NonZeroU32| NonZeroU32::new(v.get().div_ceil(n)).unwrap_or(NonZeroU32::MIN);
+        Limits {
+            max_concurrent: limits.max_concurrent.map(|c| c.div_ceil(n).max(1)),
+            rate: limits.rate.map(|r| Rate {
+                per_second: share(r.per_second),
+                burst: share(r.burst),
+            }),
+        }
     }
 
     /// Changes the limits of `tier`, at run time.

@@ -368,6 +368,15 @@ impl TenantRegistry {
         );
     }
 
+    /// Counts a decision of shared limits made without the shared store, for `reason`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn count_limit_fallback(&self, reason: &'static str) {
+        self.inner
+            .operator
+            .limit_fallbacks
+            .add(1, &[KeyValue::new(semconv::REASON, reason)]);
+    }
+
     /// The compliance window of the error budget, in days.
     pub fn compliance_days(&self) -> u32 {
         self.inner.slo.compliance_days
