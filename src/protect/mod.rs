@@ -11,13 +11,20 @@
 //!   limited on [`OVERFLOW_BUCKETS`] buckets keyed by their real id, not on one shared bucket.
 //! - [`ShedReason`]: why a request was refused.
 
+//!
+//! The files read top-down: `limits` (plain values, the token bucket), `lane` (per-tenant
+//! state, the `TenantGuard` a registry entry holds), `guard` (the decision and its
+//! permit), `policy` ([`Protection`], which ties them together).
+
 mod guard;
 mod lane;
+mod limits;
 mod policy;
 
 pub use guard::ShedReason;
 pub use lane::OVERFLOW_BUCKETS;
-pub use policy::{Limits, Protection, Rate};
+pub use limits::{Limits, Rate};
+pub use policy::Protection;
 
 pub(crate) use guard::Permit;
 pub(crate) use lane::TenantGuard;
