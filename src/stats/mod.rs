@@ -3,22 +3,24 @@
 //! the service each tenant holds.
 //!
 //! Nothing here knows OpenTelemetry or reads a clock: callers pass the time in (read from the one
-//! [`Clock`]), so every figure can be tested at any instant.
+//! [`Clock`]), so every figure can be tested at any instant. `TenantStats` is the part of a
+//! tenant's registry entry that holds all of it for one tenant.
 
 mod clock;
 mod latency;
 mod objective;
 mod share;
 mod slo;
+mod tenant;
 
 pub use clock::Clock;
 pub use latency::{StatsSnapshot, WindowSnapshot};
 pub use objective::{InvalidObjective, LatencyObjective, Objective, Slo, MAX_COMPLIANCE_DAYS};
 
-pub(crate) use latency::Stats;
 pub(crate) use objective::SloPolicy;
-pub(crate) use share::{noisy_neighbors, shares, Load, NoisyRule};
+pub(crate) use share::{noisy_neighbors, shares, NoisyRule};
 pub(crate) use slo::{window, Sli, SloWindows, Window, WINDOWS};
+pub(crate) use tenant::TenantStats;
 
 /// Share of `total` that did not fail; 1 when nothing finished, so an idle tenant does not look
 /// like a failing one.
