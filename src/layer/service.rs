@@ -133,8 +133,16 @@ where
         let found = find_tenant(config, &req, inbound, !grpc && matched.is_none());
 
         let method = semconv::method_index(req.method());
-        let named = name_request(config, &req, grpc, matched, method);
-        let cx = start_span(config, &req, (&parent, link), &found, &named, method);
+        let (span_name, named) = name_request(config, &req, grpc, matched, method);
+        let cx = start_span(
+            config,
+            &req,
+            (&parent, link),
+            &found,
+            span_name,
+            &named,
+            method,
+        );
 
         let (mut inflight, rejection) = start_record(config, cx, found, named, method, start);
         if let Some(rejection) = rejection {
@@ -228,29 +236,25 @@ fn find_tenant<'c, B>(
     }
 }
 
-/// What a request is called: its route (or gRPC method) as the route table knows it, and its
-/// span name. One lookup serves the span's name, its shared `http.route` string (or gRPC
-/// method) and the metrics' series key.
+/// What a request is called: its route (or gRPC method) as the route table knows it.
 struct Named {
     route: Option<Route>,
-    span_name: Cow<'static, str>,
     grpc: Option<GrpcCall>,
 }
 
+/// The request's span name and route. One lookup serves the span's name, its shared
+/// `http.route` string (or gRPC method) and the metrics' series key.
 fn name_request<B>(
     config: &Config,
     req: &Request<B>,
     grpc: bool,
     matched: Option<&str>,
     method: usize,
-) -> Named {
+) -> (Cow<'static, str>, Named) {
     if grpc {
         let (route, span_name, call) = grpc_method(config, req);
-        return Named {
-            route,
-            span_name,
-            grpc: Some(call),
-        };
+        let grpc = Some(call);
+        return (span_name, Named { route, grpc });
     }
     let (route, span_name) = match matched {
         Some(r) => {
@@ -259,11 +263,7 @@ fn name_request<B>(
         }
         None => (None, semconv::server_span_name(method, None)),
     };
-    Named {
-        route,
-        span_name,
-        grpc: None,
-    }
+    (span_name, Named { route, grpc: None })
 }
 
 /// The context the inner service and the response body run in: the handler's context (the
@@ -273,6 +273,7 @@ fn start_span<B>(
     req: &Request<B>,
     (parent, link): (&Context, Option<Link>),
     found: &Found<'_>,
+    span_name: Cow<'static, str>,
     named: &Named,
     method: usize,
 ) -> Context {
@@ -286,7 +287,6 @@ fn start_span<B>(
         inbound,
         decided_by: found.decided_by,
     };
-    let span_name = named.span_name.clone();
     let mut builder = if named.grpc.is_some() {
         grpc_span(req, span_name, tenant_attrs)
     } else {
