@@ -28,8 +28,9 @@ pub enum MissingTenant {
     Unknown,
 }
 
-/// A tower [`Layer`] that finds each request's tenant, validates it, and puts it on the
-/// request's trace, baggage and metrics. See [`TenantService`] for what happens per request.
+/// A tower [`Layer`](tower_layer::Layer) that finds each request's tenant, validates it, and
+/// puts it on the request's trace, baggage and metrics. See [`TenantService`](crate::TenantService)
+/// for what happens per request.
 ///
 /// Wraps an axum `Router` (`Router::layer`), a `tower::ServiceBuilder` stack, or a tonic server
 /// (`Server::builder().layer(...)`).
