@@ -172,6 +172,7 @@ where
 
 /// The caller's trace context and baggage, and a link to the caller's span when its context is
 /// not trusted. Only the caller's: whatever is current on this thread is not this request's.
+#[inline]
 fn caller_context<B>(config: &Config, req: &Request<B>) -> (Context, Option<Link>) {
     let parent = if config.standard_propagation {
         extract_w3c(req.headers())
@@ -210,6 +211,7 @@ struct Found<'c> {
 
 /// Runs the source chain (see [`run_sources`]); without a usable tenant the request is served
 /// as `__unknown__`, and refused later unless the layer lets such requests through.
+#[inline]
 fn find_tenant<'c, B>(
     config: &'c Config,
     req: &Request<B>,
@@ -244,6 +246,7 @@ struct Named {
 
 /// The request's span name and route. One lookup serves the span's name, its shared
 /// `http.route` string (or gRPC method) and the metrics' series key.
+#[inline]
 fn name_request<B>(
     config: &Config,
     req: &Request<B>,
@@ -268,6 +271,7 @@ fn name_request<B>(
 
 /// The context the inner service and the response body run in: the handler's context (the
 /// tenant, its baggage) with the server span, child of the caller's (`parent`, `link`).
+#[inline]
 fn start_span<B>(
     config: &Config,
     req: &Request<B>,
@@ -301,6 +305,7 @@ fn start_span<B>(
 
 /// Counts the request, in flight for its tenant or as a rejection (once, and in no tenant's
 /// numbers), and makes the record that ends it exactly once. Returns the rejection, if any.
+#[inline]
 fn start_record(
     config: &Config,
     cx: Context,
@@ -331,6 +336,7 @@ fn start_record(
 
 /// The tenant's protection, if the layer has one: the request holds its permit to its end, or
 /// is shed with a 429 (gRPC `RESOURCE_EXHAUSTED`).
+#[inline]
 fn protect(config: &Config, inflight: &mut InFlight) -> Result<(), Refusal> {
     let Some(protection) = &config.protection else {
         return Ok(());
