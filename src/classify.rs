@@ -43,6 +43,7 @@ pub(crate) enum End {
     Failed,
     /// An outgoing call's client failed with an error of this kind (`timeout`, a type name):
     /// static, so the set of `error.type` values stays finite.
+    #[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
     Transport(&'static str),
     /// The handler or the body panicked.
     Panicked,

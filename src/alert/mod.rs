@@ -201,7 +201,7 @@ impl AlertEngine {
                 !resolved
             });
         }
-        let counter = &engine.registry.operator_instruments().alerts;
+        let counter = &engine.registry.shared().operator.alerts;
         for e in &events {
             engine.sinks.deliver(e, counter);
         }

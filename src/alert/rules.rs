@@ -197,7 +197,7 @@ impl AlertRules {
                     readings,
                 })
             };
-            let slo = registry.slo_of_entry(e);
+            let slo = e.slo();
             let slis = [
                 Some((Sli::Availability, slo.availability_objective())),
                 slo.latency().map(|l| (Sli::Latency, l.target())),
@@ -223,7 +223,7 @@ impl AlertRules {
             }
             loads.push((
                 (e.id().clone(), tier),
-                e.requests.window_busy(now).in_flight(),
+                e.stats.requests.window_busy(now).in_flight(),
             ));
         });
         self.noisy_neighbors(&loads, &mut out);
@@ -240,8 +240,8 @@ impl AlertRules {
         rules: &[BurnRule],
     ) -> Option<Vec<Reading>> {
         rules.iter().find_map(|rule| {
-            let long = e.slo.burn(secs, rule.long, sli, objective)?;
-            let short = e.slo.burn(secs, rule.short, sli, objective)?;
+            let long = e.stats.slo.burn(secs, rule.long, sli, objective)?;
+            let short = e.stats.slo.burn(secs, rule.short, sli, objective)?;
             let holds = long.rate > rule.factor
                 && short.rate > rule.factor
                 && short.bad >= self.min_bad_requests;
@@ -260,7 +260,7 @@ impl AlertRules {
     }
 
     fn success_rate(&self, e: &TenantEntry, secs: u64) -> Option<Reading> {
-        let c = e.slo.counts(secs, self.success_minutes);
+        let c = e.stats.slo.counts(secs, self.success_minutes);
         if c.total < self.min_requests.max(1) {
             return None;
         }
@@ -274,7 +274,7 @@ impl AlertRules {
     }
 
     fn latency(&self, e: &TenantEntry, now: Instant) -> Option<Reading> {
-        let window = e.requests.snapshot(now).window;
+        let window = e.stats.requests.snapshot(now).window;
         let p99 = window.p99_ms / 1000.0;
         (window.total >= self.min_requests.max(1) && p99 > self.p99.as_secs_f64()).then_some(
             Reading {
@@ -288,6 +288,7 @@ impl AlertRules {
 
     fn quota(&self, e: &TenantEntry) -> Option<Reading> {
         let highest = e
+            .queries
             .quotas()
             .into_iter()
             .map(|(_, percent)| percent)

@@ -9,7 +9,7 @@ use opentelemetry::baggage::BaggageExt;
 use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt, Tracer as _};
 use opentelemetry::{Context, KeyValue, Value};
 
-use super::Config;
+use super::config::{Config, Tracer};
 use crate::classify::{Answer, End, Failure, GrpcCode};
 use crate::instruments::semconv;
 use crate::propagation::inject_w3c;
@@ -116,8 +116,8 @@ impl Call {
             .with_kind(SpanKind::Client)
             .with_attributes(attributes);
         let cx = crate::propagation::setting_tenant_itself(|| match &config.tracer {
-            super::Tracer::Sdk(t) => parent.with_span(t.build_with_context(builder, &parent)),
-            super::Tracer::Global(t) => parent.with_span(t.build_with_context(builder, &parent)),
+            Tracer::Sdk(t) => parent.with_span(t.build_with_context(builder, &parent)),
+            Tracer::Global(t) => parent.with_span(t.build_with_context(builder, &parent)),
         });
         // The tenant's prepared `baggage` header, when the baggage holds the tenant alone.
         let prepared = in_context

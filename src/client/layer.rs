@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use http::{Request, Response};
-use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tower_layer::Layer;
@@ -12,6 +11,7 @@ use tower_service::Service;
 
 use super::body::{ClientBody, ClientFuture};
 use super::call::Call;
+use super::config::{Config, Tracer};
 use crate::instruments::scope;
 use crate::registry::TenantRegistry;
 
@@ -47,26 +47,6 @@ use crate::registry::TenantRegistry;
 #[must_use]
 pub struct ClientLayer {
     pub(super) config: Arc<Config>,
-}
-
-pub(crate) struct Config {
-    pub(super) tracer: Tracer,
-    pub(super) registry: TenantRegistry,
-}
-
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("registry", &self.registry)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The SDK's tracer when a provider was given (no dynamic dispatch, no box per span), else the
-/// global one.
-pub(crate) enum Tracer {
-    Sdk(opentelemetry_sdk::trace::SdkTracer),
-    Global(BoxedTracer),
 }
 
 impl ClientLayer {

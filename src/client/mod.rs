@@ -11,6 +11,7 @@
 
 mod body;
 mod call;
+mod config;
 pub(crate) mod layer;
 #[cfg(feature = "reqwest")]
 mod reqwest;
@@ -19,4 +20,4 @@ pub use body::{ClientBody, ClientFuture};
 pub use layer::{ClientLayerBuilder, ClientService};
 
 // At the crate root for users; here for the crate's own paths.
-pub(crate) use layer::{ClientLayer, Config, Tracer};
+pub(crate) use layer::ClientLayer;

@@ -6,20 +6,27 @@
 //! - The HTTP and query instruments are recorded through per-tenant bound series that the
 //!   registry prepares once per tenant; the observable ones (in-flight counts, `tenant.info`,
 //!   resource share, SLA gauges) are read from the registry at each collection.
+//! - The per-tenant parts a registry entry holds for them: `ServerSeries` (requests in flight,
+//!   bound duration histograms), `QueryPart` (`rag.*` series, quota gauges) and `InfoPart`
+//!   (registered metadata, `tenant.info`).
 
 mod http;
+mod info;
 pub mod names;
 mod observe;
 mod operator;
-mod query;
+pub(crate) mod query;
 pub(crate) mod semconv;
+mod server;
 
 use opentelemetry::InstrumentationScope;
 
 pub(crate) use http::HttpInstruments;
+pub(crate) use info::InfoPart;
 pub(crate) use observe::{register as register_observers, Observe, Observers, Report};
 pub(crate) use operator::OperatorInstruments;
-pub(crate) use query::{QueryEnd, QueryInstruments, QuerySeries};
+pub(crate) use query::{QueryEnd, QueryInstruments, QueryPart, QuerySeries, TooManyResources};
+pub(crate) use server::{Outcome, ServerSeries, MAX_SERIES_PER_TENANT};
 
 /// Bucket boundaries in seconds for request durations (the HTTP semantic conventions' advice).
 pub const DURATION_BUCKETS: [f64; 14] = [

@@ -1,5 +1,7 @@
 //! The `rag.*` instruments of query tracking, and one tenant's series of them.
 
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -142,5 +144,98 @@ impl QuerySeries {
                 })
                 .add(tokens);
         }
+    }
+}
+
+/// Distinct `resource_type` values one tenant may report quota usage for. Quotas are a short,
+/// fixed list (queries, tokens, storage, ...); more than this means something feeds free text in.
+pub const MAX_QUOTA_RESOURCES: usize = 8;
+
+/// One tenant's state for the query API: its `rag.*` series and its quota gauges.
+#[derive(Default)]
+pub(crate) struct QueryPart {
+    /// Made on the first query, so tenants that only serve HTTP report no `rag.*` series.
+    series: OnceLock<QuerySeries>,
+    /// Filled in order, each slot once: a resource type is found by a scan of at most
+    /// [`MAX_QUOTA_RESOURCES`] slots, with no lock.
+    quotas: [OnceLock<QuotaSlot>; MAX_QUOTA_RESOURCES],
+}
+
+/// One `resource_type` of a tenant's quota: its bound gauge and the last value, for the view.
+struct QuotaSlot {
+    resource: Box<str>,
+    gauge: BoundGauge<f64>,
+    /// `f64` bits.
+    percent: AtomicU64,
+}
+
+impl QuotaSlot {
+    fn set(&self, percent: f64) {
+        self.percent.store(percent.to_bits(), Ordering::Relaxed);
+        self.gauge.record(percent);
+    }
+}
+
+/// A tenant already reports [`MAX_QUOTA_RESOURCES`] other resource types.
+#[derive(Debug)]
+pub(crate) struct TooManyResources;
+
+impl QueryPart {
+    /// The tenant's `rag.*` series, made on first use.
+    pub(crate) fn series(&self, instruments: &QueryInstruments, tenant: &KeyValue) -> &QuerySeries {
+        self.series
+            .get_or_init(|| QuerySeries::new(instruments, tenant))
+    }
+
+    /// The tenant's `rag.*` series, if it has run a query.
+    pub(crate) fn series_if_made(&self) -> Option<&QuerySeries> {
+        self.series.get()
+    }
+
+    /// Sets the quota usage of `resource` for the tenant labelled `tenant`, binding its gauge on
+    /// first use.
+    pub(crate) fn set_quota(
+        &self,
+        instruments: &QueryInstruments,
+        tenant: &KeyValue,
+        resource: &str,
+        percent: f64,
+    ) -> Result<(), TooManyResources> {
+        // Every writer walks the slots in the same order and a slot is filled once, so two
+        // threads adding one resource at once end on the same slot: the second finds the
+        // first's there.
+        for slot in &self.quotas {
+            let found = slot.get_or_init(|| QuotaSlot {
+                resource: resource.into(),
+                gauge: instruments.bind_quota(tenant, resource),
+                percent: AtomicU64::new(0),
+            });
+            if &*found.resource == resource {
+                found.set(percent);
+                return Ok(());
+            }
+        }
+        Err(TooManyResources)
+    }
+
+    /// The last quota usage reported, by resource type.
+    pub(crate) fn quotas(&self) -> Vec<(String, f64)> {
+        self.quotas
+            .iter()
+            .map_while(OnceLock::get)
+            .map(|s| {
+                let percent = f64::from_bits(s.percent.load(Ordering::Relaxed));
+                (s.resource.to_string(), percent)
+            })
+            .collect()
+    }
+}
+
+impl fmt::Debug for QueryPart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueryPart")
+            .field("series", &self.series.get().is_some())
+            .field("quotas", &self.quotas())
+            .finish()
     }
 }

@@ -7,8 +7,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::future::PanicWatch;
-use super::inflight::InFlight;
+use super::inflight::{InFlight, PanicWatch};
 use crate::classify::End;
 
 pin_project! {

@@ -8,15 +8,13 @@ use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{SpanBuilder, TraceContextExt, TracerProvider as _};
 use opentelemetry::Context;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
-use tower_layer::Layer;
 
 use super::edge::{captured, Captured, Trust};
-use super::service::TenantService;
 use super::settings::Edge;
 use crate::instruments::scope;
 use crate::propagation::{setting_tenant_itself, W3c};
 use crate::protect::Protection;
-use crate::registry::TenantRegistry;
+use crate::registry::{Shared, TenantRegistry};
 use crate::tenant::TenantSource;
 
 /// What the layer does with a request whose tenant is missing or invalid.
@@ -31,8 +29,9 @@ pub enum MissingTenant {
     Unknown,
 }
 
-/// A tower [`Layer`] that finds each request's tenant, validates it, and puts it on the
-/// request's trace, baggage and metrics. See [`TenantService`] for what happens per request.
+/// A tower [`Layer`](tower_layer::Layer) that finds each request's tenant, validates it, and
+/// puts it on the request's trace, baggage and metrics. See [`TenantService`](crate::layer::TenantService)
+/// for what happens per request.
 ///
 /// Wraps an axum `Router` (`Router::layer`), a `tower::ServiceBuilder` stack, or a tonic server
 /// (`Server::builder().layer(...)`).
@@ -62,6 +61,8 @@ pub(super) struct Config {
     pub(super) missing: MissingTenant,
     pub(super) excluded: Vec<Box<str>>,
     pub(super) registry: TenantRegistry,
+    /// The registry's clock, instruments and route table, prepared once.
+    pub(super) shared: Arc<Shared>,
     pub(super) tracer: Tracer,
     pub(super) propagator: Arc<dyn TextMapPropagator + Send + Sync>,
     pub(super) propagate_inbound_baggage: bool,
@@ -133,14 +134,6 @@ impl TenantLayer {
 impl Default for TenantLayer {
     fn default() -> Self {
         TenantLayer::new()
-    }
-}
-
-impl<S> Layer<S> for TenantLayer {
-    type Service = TenantService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        TenantService::new(inner, Arc::clone(&self.config))
     }
 }
 
@@ -288,12 +281,14 @@ impl TenantLayerBuilder {
         });
         let standard_propagation = self.propagator.is_none();
         let propagator = self.propagator.unwrap_or_else(|| Arc::new(W3c));
+        let registry = self.registry.unwrap_or_default();
         TenantLayer {
             config: Arc::new(Config {
                 sources,
                 missing: self.missing,
                 excluded: self.excluded,
-                registry: self.registry.unwrap_or_else(TenantRegistry::global),
+                shared: Arc::clone(registry.shared()),
+                registry,
                 tracer,
                 propagator,
                 propagate_inbound_baggage: !edge.drop_inbound_baggage,

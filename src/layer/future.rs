@@ -9,7 +9,7 @@ use http::{HeaderValue, Response, StatusCode};
 use pin_project_lite::pin_project;
 
 use super::body::TenantBody;
-use super::inflight::InFlight;
+use super::inflight::{InFlight, PanicWatch};
 use crate::classify::{End, GrpcCode};
 
 pin_project! {
@@ -112,20 +112,6 @@ where
                 inflight.finish(End::Completed);
                 Poll::Ready(Ok(res))
             }
-        }
-    }
-}
-
-/// Ends the request as the server's failure if the handler panics while polled. Without it the
-/// record would be dropped later, by whatever catches the panic (`CatchPanicLayer`, the
-/// runtime), and read as a client that went away.
-pub(super) struct PanicWatch<'a>(pub(super) &'a mut Option<InFlight>);
-
-impl Drop for PanicWatch<'_> {
-    fn drop(&mut self) {
-        // Only reached while unwinding: a normal return forgets the watch.
-        if let Some(inflight) = self.0.take() {
-            inflight.finish(End::Panicked);
         }
     }
 }

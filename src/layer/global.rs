@@ -169,7 +169,10 @@ where
                 Verdict::Pass => None,
                 Verdict::Over(wait) => Some(wait),
                 Verdict::Fallback(reason) => {
-                    shared.registry.count_limit_fallback(reason.as_str());
+                    shared
+                        .registry
+                        .shared()
+                        .count_limit_fallback(reason.as_str());
                     match shared.store.on_failure() {
                         OnFailure::Refuse => Some(Duration::from_secs(1)),
                         _ => None,
@@ -179,7 +182,10 @@ where
             match refused {
                 None => inner.call(req).with_context(cx).await,
                 Some(wait) => {
-                    shared.registry.count_shed(&tenant, ShedReason::GlobalRate);
+                    shared
+                        .registry
+                        .shared()
+                        .count_shed(tenant.entry().key_value(), ShedReason::GlobalRate);
                     cx.span().set_attribute(KeyValue::new(
                         semconv::TENANT_SHED,
                         ShedReason::GlobalRate.as_str(),

@@ -10,9 +10,9 @@ use opentelemetry::trace::{Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
 
 use crate::classify::{End, Failure, GrpcCode};
-use crate::instruments::semconv;
+use crate::instruments::{semconv, Outcome};
 use crate::protect::{Permit, ShedReason};
-use crate::registry::{Outcome, Tenant, TenantRegistry};
+use crate::registry::{Shared, Tenant};
 
 /// The matched route template, never the raw path: a scanner's made-up paths must not become
 /// new series or span names.
@@ -35,13 +35,13 @@ pub(super) struct Route {
 }
 
 impl Route {
-    /// The route as the registry interned it, with the server span name for `method`.
+    /// The route as the registry's table interned it, with the server span name for `method`.
     pub(super) fn interned(
-        registry: &TenantRegistry,
+        shared: &Shared,
         route: &str,
         method: usize,
     ) -> (Route, Cow<'static, str>) {
-        match registry.route(route, method) {
+        match shared.routes.route(route, method) {
             Some(interned) => (
                 Route {
                     name: interned.name,
@@ -65,10 +65,11 @@ impl Route {
 pub(super) struct Started {
     /// The server span and baggage, attached while user code runs.
     pub(super) cx: Context,
-    /// The tenant the request is recorded for; `None` for a request the layer refused, which
-    /// is counted as a rejection and in no tenant's numbers.
-    pub(super) tenant: Option<Tenant>,
-    pub(super) registry: TenantRegistry,
+    /// The request's tenant, looked up once: the request records through its entry to the end.
+    pub(super) tenant: Tenant,
+    /// False for a request the layer refused for want of a usable tenant: counted as a
+    /// rejection, and in no tenant's numbers.
+    pub(super) recorded: bool,
     pub(super) method: usize,
     pub(super) route: Option<Route>,
     pub(super) start: Instant,
@@ -140,6 +141,11 @@ impl InFlight {
             .set_attribute(KeyValue::new(semconv::TENANT_SHED, reason.as_str()));
     }
 
+    /// The request's tenant.
+    pub(super) fn tenant(&self) -> &Tenant {
+        &self.req.tenant
+    }
+
     /// A gRPC call.
     pub(super) fn is_grpc(&self) -> bool {
         self.req.grpc.is_some()
@@ -186,7 +192,7 @@ impl InFlight {
         self.done = true;
         let cancelled = end == End::Cancelled;
         let failure = Failure::classify(self.status, self.grpc_status, end);
-        let end = self.req.registry.now();
+        let end = self.req.tenant.entry().shared().now();
         let rpc_code = self.end_grpc(cancelled);
         let span = self.req.cx.span();
         if let Some(error) = failure.error_type(self.status) {
@@ -194,20 +200,17 @@ impl InFlight {
             span.set_status(Status::error(error));
         }
         let req = &self.req;
-        if let Some(tenant) = &req.tenant {
-            req.registry.request_finished(
-                tenant,
-                &Outcome {
-                    method: req.method,
-                    route: req.route.as_ref().map(|r| &*r.name),
-                    route_id: req.route.as_ref().and_then(|r| r.id),
-                    rpc_code,
-                    status: self.status,
-                    failure,
-                    duration: end.saturating_duration_since(req.start),
-                    end,
-                },
-            );
+        if req.recorded {
+            req.tenant.entry().request_finished(&Outcome {
+                method: req.method,
+                route: req.route.as_ref().map(|r| &*r.name),
+                route_id: req.route.as_ref().and_then(|r| r.id),
+                rpc_code,
+                status: self.status,
+                failure,
+                duration: end.saturating_duration_since(req.start),
+                end,
+            });
         }
         span.end();
     }
@@ -231,7 +234,10 @@ impl InFlight {
                 .is_some_and(GrpcCode::answered_by_application);
             let admitted = semconv::grpc_method(uri.path())
                 .filter(|_| answered)
-                .and_then(|m| self.req.registry.admit_rpc_method(m));
+                .and_then(|m| {
+                    let shared = self.req.tenant.entry().shared();
+                    shared.routes.admit_rpc_method(m)
+                });
             if let Some(interned) = admitted {
                 span.update_name(interned.span_name);
                 self.req.route = Some(Route {
@@ -263,5 +269,19 @@ impl Drop for InFlight {
             End::Cancelled
         };
         self.end(end);
+    }
+}
+
+/// Ends the request as the server's failure if the handler panics while polled. Without it the
+/// record would be dropped later, by whatever catches the panic (`CatchPanicLayer`, the
+/// runtime), and read as a client that went away.
+pub(super) struct PanicWatch<'a>(pub(super) &'a mut Option<InFlight>);
+
+impl Drop for PanicWatch<'_> {
+    fn drop(&mut self) {
+        // Only reached while unwinding: a normal return forgets the watch.
+        if let Some(inflight) = self.0.take() {
+            inflight.finish(End::Panicked);
+        }
     }
 }

@@ -3,16 +3,18 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
+use std::time::Instant;
 
 use http::{Request, Response, StatusCode};
-use opentelemetry::baggage::BaggageExt;
+use opentelemetry::baggage::{Baggage, BaggageExt};
 use opentelemetry::trace::{Link, TraceContextExt};
 use opentelemetry::Context;
 use opentelemetry_http::HeaderExtractor;
+use tower_layer::Layer;
 use tower_service::Service;
 
 use super::body::TenantBody;
-use super::builder::{Config, MissingTenant};
+use super::builder::{Config, MissingTenant, TenantLayer};
 use super::edge::Trust;
 use super::future::{Refusal, ResponseFuture};
 use super::inflight::{matched_route, GrpcCall, InFlight, Route, Started};
@@ -20,7 +22,7 @@ use super::span::{grpc_span, handler_context, server_span, without_server_span, 
 use crate::classify::GrpcCode;
 use crate::instruments::semconv;
 use crate::propagation::extract_w3c;
-use crate::registry::{Count, Tenant};
+use crate::registry::Tenant;
 use crate::tenant::{validate_client_id, Ambiguous, InvalidTenantId, RequestHead, TenantSource};
 
 /// The service made by [`TenantLayer`](crate::TenantLayer). For each request it:
@@ -89,6 +91,14 @@ enum Rejection {
     Invalid(String, InvalidTenantId),
 }
 
+impl<S> Layer<S> for TenantLayer {
+    type Service = TenantService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TenantService::new(inner, Arc::clone(&self.config))
+    }
+}
+
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for TenantService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
@@ -102,125 +112,35 @@ where
         self.inner.poll_ready(cx)
     }
 
+    /// The stages of a request, in order; each is a function below.
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
-        let path = req.uri().path();
-        if config.excluded.iter().any(|p| **p == *path) {
+        if config.excluded.iter().any(|p| **p == *req.uri().path()) {
             return ResponseFuture::passthrough(self.inner.call(req));
         }
-        let start = config.registry.now();
-
-        // The caller's context only: whatever is current on this thread is not this request's.
-        let mut parent = if config.standard_propagation {
-            extract_w3c(req.headers())
-        } else {
-            config
-                .propagator
-                .extract_with_context(&Context::new(), &HeaderExtractor(req.headers()))
-        };
-        // A caller not trusted with its trace context: a new trace, linked to the caller's
-        // span, and none of its baggage (nor a tenant claimed in it).
-        let mut link = None;
-        if !matches!(config.trust, Trust::All) {
-            let head = RequestHead {
-                method: req.method(),
-                uri: req.uri(),
-                headers: req.headers(),
-                baggage: parent.baggage(),
-            };
-            if !config.trust.trusts(&head) {
-                let caller = parent.span().span_context().clone();
-                link = caller.is_valid().then(|| Link::with_context(caller));
-                parent = Context::new();
-            }
-        }
+        let start = config.shared.now();
+        let (parent, link) = caller_context(config, &req);
         let inbound = parent.baggage();
 
-        // Once the router has shown it names its routes, a request that matches none goes to
-        // its fallback: a new tenant found there takes no slot of the cap.
+        // The tenant: the request's one visit to the registry. Its entry is carried to the
+        // end of the response and recorded on directly.
         let grpc = is_grpc(&req);
         let matched = if grpc { None } else { matched_route(&req) };
-        let unrouted = !grpc && matched.is_none() && config.registry.routes_known();
-        let found = {
-            let head = RequestHead {
-                method: req.method(),
-                uri: req.uri(),
-                headers: req.headers(),
-                baggage: inbound,
-            };
-            find_tenant(config, &head, unrouted)
-        };
-        // Which source decided: only for a tenant found, never for a refusal.
-        let (tenant, rejection, decided_by) = match found {
-            Ok((tenant, source)) => (tenant, None, Some(source)),
-            Err(rejection) => (config.registry.unknown(), Some(rejection), None),
-        };
-        let rejection = rejection.filter(|_| config.missing == MissingTenant::Reject);
+        let found = find_tenant(config, &req, inbound, !grpc && matched.is_none());
 
         let method = semconv::method_index(req.method());
-        // One lookup serves the span's name, its shared `http.route` string (or gRPC method)
-        // and the metrics' series key.
-        let (route, span_name, grpc) = if grpc {
-            let (route, name, call) = grpc_method(config, &req);
-            (route, name, Some(call))
-        } else {
-            match matched {
-                Some(r) => {
-                    let (route, name) = Route::interned(&config.registry, r, method);
-                    (Some(route), name, None)
-                }
-                None => (None, semconv::server_span_name(method, None), None),
-            }
-        };
-        let handler_cx = handler_context(config, inbound, &tenant);
-        let cx = if config.tracer.is_disabled() {
-            without_server_span(handler_cx, &parent)
-        } else {
-            let tenant_attrs = TenantAttributes {
-                tenant: &tenant,
-                inbound,
-                decided_by,
-            };
-            let mut builder = if grpc.is_some() {
-                grpc_span(&req, span_name, tenant_attrs)
-            } else {
-                server_span(
-                    config,
-                    &req,
-                    span_name,
-                    method,
-                    route.as_ref().map(|r| &r.name),
-                    tenant_attrs,
-                )
-            };
-            if let Some(link) = link {
-                builder.links = Some(vec![link]);
-            }
-            config.tracer.start(builder, &parent, &handler_cx)
-        };
-
-        // A refused request is counted once, as a rejection, and in no tenant's numbers.
-        let recorded = match &rejection {
-            Some(r) => {
-                config.registry.count_rejected(r.reason());
-                None
-            }
-            None => {
-                config.registry.request_started(&tenant, method);
-                Some(tenant.clone())
-            }
-        };
-        let mut inflight = InFlight::new(Started {
-            cx,
-            tenant: recorded,
-            registry: config.registry.clone(),
+        let (span_name, named) = name_request(config, &req, grpc, matched, method);
+        let cx = start_span(
+            config,
+            &req,
+            (&parent, link),
+            &found,
+            span_name,
+            &named,
             method,
-            route,
-            start,
-            grpc,
-            capture_response: config.capture_response.clone(),
-        });
+        );
 
+        let (mut inflight, rejection) = start_record(config, cx, found, named, method, start);
         if let Some(rejection) = rejection {
             let refusal = Refusal {
                 status: StatusCode::BAD_REQUEST,
@@ -231,28 +151,12 @@ where
             };
             return ResponseFuture::refused(inflight, refusal);
         }
-        if let Some(protection) = &config.protection {
-            let entry = tenant.entry();
-            let (id, clock) = (tenant.id().as_str(), config.registry.clock());
-            match protection.admit(&entry.guard, id, || entry.tier(), clock) {
-                Ok(permit) => inflight.hold(permit),
-                Err(shed) => {
-                    inflight.mark_shed(shed.reason);
-                    config.registry.count_shed(&tenant, shed.reason);
-                    let refusal = Refusal {
-                        status: StatusCode::TOO_MANY_REQUESTS,
-                        grpc_code: GrpcCode::RESOURCE_EXHAUSTED,
-                        message: format!("too many requests for this tenant ({})", shed.reason),
-                        retry_after: Some(shed.retry_after),
-                        json: config.json_errors,
-                    };
-                    return ResponseFuture::refused(inflight, refusal);
-                }
-            }
+        if let Err(refusal) = protect(config, &mut inflight) {
+            return ResponseFuture::refused(inflight, refusal);
         }
 
         if config.tenant_in_extensions {
-            req.extensions_mut().insert(tenant);
+            req.extensions_mut().insert(inflight.tenant().clone());
         }
         let future = {
             let _attached = inflight.context().clone().attach();
@@ -262,13 +166,211 @@ where
     }
 }
 
+/// The caller's trace context and baggage, and a link to the caller's span when its context is
+/// not trusted. Only the caller's: whatever is current on this thread is not this request's.
+#[inline]
+fn caller_context<B>(config: &Config, req: &Request<B>) -> (Context, Option<Link>) {
+    let parent = if config.standard_propagation {
+        extract_w3c(req.headers())
+    } else {
+        config
+            .propagator
+            .extract_with_context(&Context::new(), &HeaderExtractor(req.headers()))
+    };
+    if matches!(config.trust, Trust::All) {
+        return (parent, None);
+    }
+    let head = RequestHead {
+        method: req.method(),
+        uri: req.uri(),
+        headers: req.headers(),
+        baggage: parent.baggage(),
+    };
+    if config.trust.trusts(&head) {
+        return (parent, None);
+    }
+    // A caller not trusted with its trace context: a new trace, linked to the caller's span,
+    // and none of its baggage (nor a tenant claimed in it).
+    let caller = parent.span().span_context().clone();
+    let link = caller.is_valid().then(|| Link::with_context(caller));
+    (Context::new(), link)
+}
+
+/// The tenant a request is served as: found, or `__unknown__` with why none could be used.
+struct Found<'c> {
+    tenant: Tenant,
+    /// Why no tenant could be used; `None` when one was found.
+    rejection: Option<Rejection>,
+    /// Which source decided: only for a tenant found, never for a refusal.
+    decided_by: Option<&'c TenantSource>,
+}
+
+/// Runs the source chain (see [`run_sources`]); without a usable tenant the request is served
+/// as `__unknown__`, and refused later unless the layer lets such requests through.
+#[inline]
+fn find_tenant<'c, B>(
+    config: &'c Config,
+    req: &Request<B>,
+    inbound: &Baggage,
+    matched_no_route: bool,
+) -> Found<'c> {
+    let head = RequestHead {
+        method: req.method(),
+        uri: req.uri(),
+        headers: req.headers(),
+        baggage: inbound,
+    };
+    match run_sources(config, &head, matched_no_route) {
+        Ok((tenant, source)) => Found {
+            tenant,
+            rejection: None,
+            decided_by: Some(source),
+        },
+        Err(rejection) => Found {
+            tenant: config.registry.unknown(),
+            rejection: Some(rejection).filter(|_| config.missing == MissingTenant::Reject),
+            decided_by: None,
+        },
+    }
+}
+
+/// What a request is called: its route (or gRPC method) as the route table knows it.
+struct Named {
+    route: Option<Route>,
+    grpc: Option<GrpcCall>,
+}
+
+/// The request's span name and route. One lookup serves the span's name, its shared
+/// `http.route` string (or gRPC method) and the metrics' series key.
+#[inline]
+fn name_request<B>(
+    config: &Config,
+    req: &Request<B>,
+    grpc: bool,
+    matched: Option<&str>,
+    method: usize,
+) -> (Cow<'static, str>, Named) {
+    if grpc {
+        let (route, span_name, call) = grpc_method(config, req);
+        let grpc = Some(call);
+        return (span_name, Named { route, grpc });
+    }
+    let (route, span_name) = match matched {
+        Some(r) => {
+            let (route, name) = Route::interned(&config.shared, r, method);
+            (Some(route), name)
+        }
+        None => (None, semconv::server_span_name(method, None)),
+    };
+    (span_name, Named { route, grpc: None })
+}
+
+/// The context the inner service and the response body run in: the handler's context (the
+/// tenant, its baggage) with the server span, child of the caller's (`parent`, `link`).
+#[inline]
+fn start_span<B>(
+    config: &Config,
+    req: &Request<B>,
+    (parent, link): (&Context, Option<Link>),
+    found: &Found<'_>,
+    span_name: Cow<'static, str>,
+    named: &Named,
+    method: usize,
+) -> Context {
+    let inbound = parent.baggage();
+    let handler_cx = handler_context(config, inbound, &found.tenant);
+    if config.tracer.is_disabled() {
+        return without_server_span(handler_cx, parent);
+    }
+    let tenant_attrs = TenantAttributes {
+        tenant: &found.tenant,
+        inbound,
+        decided_by: found.decided_by,
+    };
+    let mut builder = if named.grpc.is_some() {
+        grpc_span(req, span_name, tenant_attrs)
+    } else {
+        let route = named.route.as_ref().map(|r| &r.name);
+        server_span(config, req, span_name, method, route, tenant_attrs)
+    };
+    if let Some(link) = link {
+        builder.links = Some(vec![link]);
+    }
+    config.tracer.start(builder, parent, &handler_cx)
+}
+
+/// Counts the request, in flight for its tenant or as a rejection (once, and in no tenant's
+/// numbers), and makes the record that ends it exactly once. Returns the rejection, if any.
+#[inline]
+fn start_record(
+    config: &Config,
+    cx: Context,
+    found: Found<'_>,
+    named: Named,
+    method: usize,
+    start: Instant,
+) -> (InFlight, Option<Rejection>) {
+    let Found {
+        tenant, rejection, ..
+    } = found;
+    match &rejection {
+        Some(r) => config.shared.count_rejected(r.reason()),
+        None => tenant.entry().request_started(method),
+    }
+    let inflight = InFlight::new(Started {
+        cx,
+        tenant,
+        recorded: rejection.is_none(),
+        method,
+        route: named.route,
+        start,
+        grpc: named.grpc,
+        capture_response: config.capture_response.clone(),
+    });
+    (inflight, rejection)
+}
+
+/// The tenant's protection, if the layer has one: the request holds its permit to its end, or
+/// is shed with a 429 (gRPC `RESOURCE_EXHAUSTED`).
+#[inline]
+fn protect(config: &Config, inflight: &mut InFlight) -> Result<(), Refusal> {
+    let Some(protection) = &config.protection else {
+        return Ok(());
+    };
+    let tenant = inflight.tenant();
+    let entry = tenant.entry();
+    let shared = entry.shared();
+    let admitted = protection.admit(
+        &entry.guard,
+        tenant.id().as_str(),
+        || entry.tier(),
+        &shared.clock,
+    );
+    let shed = match admitted {
+        Ok(permit) => {
+            inflight.hold(permit);
+            return Ok(());
+        }
+        Err(shed) => shed,
+    };
+    shared.count_shed(entry.key_value(), shed.reason);
+    inflight.mark_shed(shed.reason);
+    Err(Refusal {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        grpc_code: GrpcCode::RESOURCE_EXHAUSTED,
+        message: format!("too many requests for this tenant ({})", shed.reason),
+        retry_after: Some(shed.retry_after),
+        json: config.json_errors,
+    })
+}
+
 /// Runs the source chain (the first source that finds a value decides, valid or not) and looks
 /// the tenant up while the value is still borrowed from the request, so a known tenant costs no
 /// allocation. Returns the tenant with the source that decided it.
-fn find_tenant<'c>(
+fn run_sources<'c>(
     config: &'c Config,
     head: &RequestHead<'_>,
-    unrouted: bool,
+    matched_no_route: bool,
 ) -> Result<(Tenant, &'c TenantSource), Rejection> {
     for source in &config.sources {
         let found = source
@@ -276,8 +378,7 @@ fn find_tenant<'c>(
             .map_err(|Ambiguous| Rejection::Ambiguous(source.describe()))?;
         if let Some(raw) = found {
             return match validate_client_id(&raw) {
-                Ok(id) if unrouted => Ok((config.registry.lookup_unrouted(id), source)),
-                Ok(id) => Ok((config.registry.lookup(id, Count::Request), source)),
+                Ok(id) => Ok((config.registry.lookup_request(id, matched_no_route), source)),
                 Err(e) => Err(Rejection::Invalid(source.describe(), e)),
             };
         }
@@ -302,7 +403,7 @@ fn grpc_method<B>(
     req: &Request<B>,
 ) -> (Option<Route>, Cow<'static, str>, GrpcCall) {
     let method = semconv::grpc_method(req.uri().path());
-    match method.and_then(|m| config.registry.known_rpc_method(m)) {
+    match method.and_then(|m| config.shared.routes.known_rpc_method(m)) {
         Some(known) => (
             Some(Route {
                 name: known.name,

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
 
-use super::policy::Rate;
+use super::limits::Rate;
 
 /// The GCRA decision. KEYS[1]: the tenant's key. ARGV[1]: microseconds between two requests at
 /// the rate; ARGV[2]: how far the theoretical arrival time may run ahead of now (the interval

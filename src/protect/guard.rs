@@ -4,14 +4,9 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use governor::middleware::NoOpMiddleware;
-use governor::state::{InMemoryState, NotKeyed};
-use governor::RateLimiter;
-
-use super::lane::{Lane, TenantGuard};
-use super::policy::{Protection, Rate};
+use super::lane::Lane;
 use crate::stats::Clock;
 
 /// Why a request was shed, as `tenant.shed` and the `reason` of `tenant.requests.shed` name it.
@@ -54,21 +49,6 @@ pub(crate) struct Shed {
     pub(crate) retry_after: Duration,
 }
 
-/// The governor clock over the crate's clock, so limits run on simulated time in tests.
-#[derive(Debug, Clone)]
-pub(super) struct LimiterClock(pub(super) Clock);
-
-impl governor::clock::Clock for LimiterClock {
-    type Instant = Instant;
-
-    fn now(&self) -> Instant {
-        self.0.now()
-    }
-}
-
-pub(super) type Limiter =
-    RateLimiter<NotKeyed, InMemoryState, LimiterClock, NoOpMiddleware<Instant>>;
-
 /// The service's load through one protection: requests in flight, and tenants with any.
 #[derive(Debug, Default)]
 pub(super) struct Load {
@@ -86,12 +66,13 @@ impl Load {
 pub(crate) struct Permit {
     /// The in-flight count of the tenant's lane in this protection.
     inflight: Arc<AtomicU64>,
-    protection: Protection,
+    /// The whole protection's load.
+    load: Arc<Load>,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let load = &self.protection.inner.load;
+        let load = &self.load;
         load.total.fetch_sub(1, Ordering::AcqRel);
         if self.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
             load.tenants.fetch_sub(1, Ordering::AcqRel);
@@ -105,93 +86,54 @@ impl fmt::Debug for Permit {
     }
 }
 
-impl Protection {
-    /// Lets a request of tenant `id`, whose registry entry holds `guard`, through, or says why
-    /// not. `tier` is read only when the tenant's limits must be worked out again.
-    pub(crate) fn admit(
-        &self,
-        guard: &TenantGuard,
-        id: &str,
-        tier: impl FnOnce() -> Option<String>,
-        clock: &Clock,
-    ) -> Result<Permit, Shed> {
-        self.with_lane(guard, id, tier, clock, |lane| self.decide(lane, clock))
+/// Lets a request through `lane` (under a protection whose load is `load` and fair-share
+/// capacity `capacity`), or says why not. Counted first, so two requests at once cannot both
+/// pass a limit of one; a refused request's permit gives its count back as it is dropped.
+pub(super) fn decide(
+    lane: &Lane,
+    load: &Arc<Load>,
+    capacity: Option<u64>,
+    clock: &Clock,
+) -> Result<Permit, Shed> {
+    let mine = lane.inflight.fetch_add(1, Ordering::AcqRel) + 1;
+    if mine == 1 {
+        load.tenants.fetch_add(1, Ordering::AcqRel);
     }
-
-    /// The rate tenant `id` is held to across all replicas (its limits before any division by
-    /// the replica count), as its lane has it prepared: no allocation for a known tenant.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) fn shared_rate(
-        &self,
-        guard: &TenantGuard,
-        id: &str,
-        tier: impl FnOnce() -> Option<String>,
-        clock: &Clock,
-    ) -> Option<Rate> {
-        self.with_lane(guard, id, tier, clock, |lane| lane.limits.rate)
+    let total = load.total.fetch_add(1, Ordering::AcqRel) + 1;
+    let permit = Permit {
+        inflight: Arc::clone(&lane.inflight),
+        load: Arc::clone(load),
+    };
+    if lane
+        .local
+        .max_concurrent
+        .is_some_and(|max| mine > u64::from(max))
+    {
+        return Err(Shed {
+            reason: ShedReason::Concurrency,
+            retry_after: Duration::from_secs(1),
+        });
     }
-
-    fn with_lane<R>(
-        &self,
-        guard: &TenantGuard,
-        id: &str,
-        tier: impl FnOnce() -> Option<String>,
-        clock: &Clock,
-        f: impl FnOnce(&Lane) -> R,
-    ) -> R {
-        let version = self.inner.version.load(Ordering::Acquire);
-        let limits = || {
-            let limits = guard
-                .own()
-                .unwrap_or_else(|| self.limits_of(tier().as_deref()));
-            (limits, self.local_share(limits))
-        };
-        self.inner.lanes.with(guard, id, version, limits, clock, f)
-    }
-
-    fn decide(&self, lane: &Lane, clock: &Clock) -> Result<Permit, Shed> {
-        let load = &self.inner.load;
-        // Counted first, so two requests at once cannot both pass a limit of one.
-        let mine = lane.inflight.fetch_add(1, Ordering::AcqRel) + 1;
-        if mine == 1 {
-            load.tenants.fetch_add(1, Ordering::AcqRel);
-        }
-        let total = load.total.fetch_add(1, Ordering::AcqRel) + 1;
-        let permit = Permit {
-            inflight: Arc::clone(&lane.inflight),
-            protection: self.clone(),
-        };
-        if lane
-            .local
-            .max_concurrent
-            .is_some_and(|max| mine > u64::from(max))
-        {
+    if let Some(limiter) = &lane.limiter {
+        if let Err(not_until) = limiter.check() {
             return Err(Shed {
-                reason: ShedReason::Concurrency,
-                retry_after: Duration::from_secs(1),
+                reason: ShedReason::Rate,
+                retry_after: not_until.wait_time_from(clock.now()),
             });
         }
-        if let Some(limiter) = &lane.limiter {
-            if let Err(not_until) = limiter.check() {
+    }
+    if let Some(capacity) = capacity {
+        if total > capacity {
+            // Everyone at or under an equal split of the capacity keeps being served.
+            let tenants = load.tenants.load(Ordering::Acquire).max(1);
+            let fair = capacity.div_ceil(tenants).max(1);
+            if mine > fair {
                 return Err(Shed {
-                    reason: ShedReason::Rate,
-                    retry_after: not_until.wait_time_from(clock.now()),
+                    reason: ShedReason::FairShare,
+                    retry_after: Duration::from_secs(1),
                 });
             }
         }
-        if let Some(capacity) = self.capacity() {
-            if total > capacity {
-                // Everyone at or under an equal split of the capacity keeps being served.
-                let tenants = load.tenants.load(Ordering::Acquire).max(1);
-                let fair = capacity.div_ceil(tenants).max(1);
-                if mine > fair {
-                    return Err(Shed {
-                        reason: ShedReason::FairShare,
-                        retry_after: Duration::from_secs(1),
-                    });
-                }
-            }
-        }
-        Ok(permit)
     }
+    Ok(permit)
 }

@@ -6,12 +6,12 @@
 use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Weak};
 
+use arc_swap::ArcSwapOption;
 use papaya::{Compute, Operation};
 
-use super::guard::{Limiter, LimiterClock};
-use super::policy::{Limits, Rate};
+use super::limits::{limiter, Limiter, Limits};
 use crate::stats::Clock;
 
 /// How many rate and concurrency buckets the tenants past the cardinality cap (the ones whose
@@ -45,7 +45,8 @@ pub(crate) struct TenantGuard {
     alive: Arc<()>,
     /// Bumped when the tenant's own limits or its tier change, so lanes prepare again.
     generation: AtomicU64,
-    own: RwLock<Option<Limits>>,
+    /// Read when a lane is prepared again, written when an operator changes them: no lock.
+    own: ArcSwapOption<Limits>,
     /// For the shared `__overflow__` and `__unknown__` entries: the key that spreads the real ids
     /// over [`OVERFLOW_BUCKETS`].
     buckets: Option<Hasher>,
@@ -59,20 +60,20 @@ impl TenantGuard {
             serial: SERIAL.fetch_add(1, Ordering::Relaxed),
             alive: Arc::new(()),
             generation: AtomicU64::new(0),
-            own: RwLock::new(None),
+            own: ArcSwapOption::empty(),
             buckets: shared.then(Hasher::default),
         }
     }
 
     /// Sets (or clears) this tenant's own limits, instead of its tier's.
     pub(crate) fn set_own(&self, limits: Option<Limits>) {
-        *self.own.write().unwrap_or_else(|e| e.into_inner()) = limits;
+        self.own.store(limits.map(Arc::new));
         self.invalidate();
     }
 
     /// This tenant's own limits, if any.
     pub(crate) fn own(&self) -> Option<Limits> {
-        *self.own.read().unwrap_or_else(|e| e.into_inner())
+        self.own.load().as_deref().copied()
     }
 
     /// Makes every protection work the limits out again: the tier changed.
@@ -209,11 +210,6 @@ impl Lanes {
     pub(super) fn len(&self) -> usize {
         self.map.len()
     }
-}
-
-fn limiter(rate: Rate, clock: &Clock) -> Limiter {
-    let quota = governor::Quota::per_second(rate.per_second).allow_burst(rate.burst);
-    governor::RateLimiter::direct_with_clock(quota, LimiterClock(clock.clone()))
 }
 
 #[cfg(test)]

@@ -13,17 +13,25 @@
 //! - [`GlobalLimits`] (feature `redis`): the tenants' rates shared by every replica, decided in
 //!   Redis behind the local limit, with a deadline and a fallback.
 
+//!
+//! The files read top-down: `limits` (plain values, the token bucket), `lane` (per-tenant
+//! state, the `TenantGuard` a registry entry holds), `guard` (the decision and its
+//! permit), `policy` ([`Protection`], which ties them together), `global` (the shared rate in
+//! Redis, for the layer above the registry).
+
 #[cfg(feature = "redis")]
 mod global;
 mod guard;
 mod lane;
+mod limits;
 mod policy;
 
 #[cfg(feature = "redis")]
 pub use global::{Fallback, GlobalLimits, InvalidRedisUrl, OnFailure};
 pub use guard::ShedReason;
 pub use lane::OVERFLOW_BUCKETS;
-pub use policy::{Limits, Protection, Rate};
+pub use limits::{Limits, Rate};
+pub use policy::Protection;
 
 #[cfg(feature = "redis")]
 pub(crate) use global::{Store, Verdict};

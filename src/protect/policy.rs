@@ -4,65 +4,14 @@
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
-/// A token-bucket rate: `per_second` requests a second on average, up to `burst` at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    pub(super) per_second: NonZeroU32,
-    pub(super) burst: NonZeroU32,
-}
+use arc_swap::ArcSwap;
 
-impl Rate {
-    /// `per_second` requests a second, with bursts of as many (0 is read as 1).
-    pub fn per_second(per_second: u32) -> Self {
-        let n = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
-        Rate {
-            per_second: n,
-            burst: n,
-        }
-    }
-
-    /// The same average, with bursts of up to `burst` requests (0 is read as 1).
-    pub fn burst(mut self, burst: u32) -> Self {
-        self.burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
-        self
-    }
-}
-
-/// One tenant's limits: requests in flight at once, and a rate.
-///
-/// ```
-/// use tenant_otel::protect::{Limits, Rate};
-///
-/// let free = Limits::none().concurrency(10).rate(Rate::per_second(50).burst(100));
-/// # let _ = free;
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[must_use]
-pub struct Limits {
-    pub(super) max_concurrent: Option<u32>,
-    pub(super) rate: Option<Rate>,
-}
-
-impl Limits {
-    /// No limit.
-    pub fn none() -> Self {
-        Limits::default()
-    }
-
-    /// At most `n` requests in flight at once.
-    pub fn concurrency(mut self, n: u32) -> Self {
-        self.max_concurrent = Some(n);
-        self
-    }
-
-    /// At most this rate.
-    pub fn rate(mut self, rate: Rate) -> Self {
-        self.rate = Some(rate);
-        self
-    }
-}
+use super::guard::{decide, Load, Permit, Shed};
+use super::lane::{Lanes, TenantGuard};
+use super::limits::{Limits, Rate};
+use crate::stats::Clock;
 
 /// Per-tenant protection for [`TenantLayer`](crate::TenantLayer): limits by tier (and per tenant,
 /// through [`TenantRegistry::set_tenant_limits`](crate::TenantRegistry::set_tenant_limits)),
@@ -82,8 +31,8 @@ impl Limits {
 /// real id, so a flooder among those tenants holds back only the few that share its bucket.
 ///
 /// ```
-/// use tenant_otel::TenantLayer;
 /// use tenant_otel::protect::{Limits, Protection, Rate};
+/// use tenant_otel::TenantLayer;
 ///
 /// let protection = Protection::new()
 ///     .tier("free", Limits::none().concurrency(4).rate(Rate::per_second(20)))
@@ -102,16 +51,18 @@ pub struct Protection {
 
 #[derive(Debug, Default)]
 pub(super) struct Shared {
-    policy: RwLock<Policy>,
+    /// Read without a lock when a lane is prepared; replaced whole on a change.
+    policy: ArcSwap<Policy>,
     /// Bumped on every change, so tenants' lanes know to prepare their limits again.
-    pub(super) version: AtomicU64,
+    version: AtomicU64,
     /// Fair-share capacity plus one; 0 when off.
     capacity: AtomicU64,
     /// Replicas each enforcing a share of every limit; 0 and 1 both mean one.
     replicas: AtomicU32,
-    pub(super) load: super::guard::Load,
+    /// Shared with every permit, which gives its slot back to it.
+    load: Arc<Load>,
     /// Each tenant's requests in flight and prepared limits under this protection.
-    pub(super) lanes: super::lane::Lanes,
+    pub(super) lanes: Lanes,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -178,7 +129,7 @@ impl Protection {
     }
 
     /// This replica's share of `limits`.
-    pub(super) fn local_share(&self, limits: Limits) -> Limits {
+    fn local_share(&self, limits: Limits) -> Limits {
         let n = self.replica_count();
         if n == 1 {
             return limits;
@@ -218,19 +169,70 @@ impl Protection {
         self.inner.load.total()
     }
 
-    fn change(&self, f: impl FnOnce(&mut Policy)) {
-        f(&mut self.inner.policy.write().unwrap_or_else(|e| e.into_inner()));
+    /// Copies the policy, changes the copy and puts it in place (again, if another change got
+    /// in between): readers never wait, and no change is lost.
+    fn change(&self, f: impl Fn(&mut Policy)) {
+        self.inner.policy.rcu(|old| {
+            let mut policy = Policy::clone(old);
+            f(&mut policy);
+            policy
+        });
         self.inner.version.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The limits of `tier`.
-    pub(super) fn limits_of(&self, tier: Option<&str>) -> Limits {
-        let p = self.inner.policy.read().unwrap_or_else(|e| e.into_inner());
+    fn limits_of(&self, tier: Option<&str>) -> Limits {
+        let p = self.inner.policy.load();
         tier.and_then(|tier| p.tiers.iter().find(|(t, _)| t == tier))
             .map_or(p.default, |(_, l)| *l)
     }
 
-    pub(super) fn capacity(&self) -> Option<u64> {
+    fn capacity(&self) -> Option<u64> {
         self.inner.capacity.load(Ordering::Acquire).checked_sub(1)
+    }
+
+    /// Lets a request of tenant `id`, whose registry entry holds `guard`, through, or says why
+    /// not. `tier` is read only when the tenant's limits must be worked out again.
+    pub(crate) fn admit(
+        &self,
+        guard: &TenantGuard,
+        id: &str,
+        tier: impl FnOnce() -> Option<String>,
+        clock: &Clock,
+    ) -> Result<Permit, Shed> {
+        self.with_lane(guard, id, tier, clock, |lane| {
+            decide(lane, &self.inner.load, self.capacity(), clock)
+        })
+    }
+
+    /// The rate tenant `id` is held to across all replicas (its limits before any division by
+    /// the replica count), as its lane has it prepared: no allocation for a known tenant.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn shared_rate(
+        &self,
+        guard: &TenantGuard,
+        id: &str,
+        tier: impl FnOnce() -> Option<String>,
+        clock: &Clock,
+    ) -> Option<Rate> {
+        self.with_lane(guard, id, tier, clock, |lane| lane.limits.rate)
+    }
+
+    fn with_lane<R>(
+        &self,
+        guard: &TenantGuard,
+        id: &str,
+        tier: impl FnOnce() -> Option<String>,
+        clock: &Clock,
+        f: impl FnOnce(&super::lane::Lane) -> R,
+    ) -> R {
+        let version = self.inner.version.load(Ordering::Acquire);
+        let limits = || {
+            let limits = guard
+                .own()
+                .unwrap_or_else(|| self.limits_of(tier().as_deref()));
+            (limits, self.local_share(limits))
+        };
+        self.inner.lanes.with(guard, id, version, limits, clock, f)
     }
 }

@@ -28,9 +28,11 @@ impl TenantRegistry {
     /// ```
     pub fn register_tenant(&self, id: &str, info: TenantInfo) -> Result<Tenant, RegisterError> {
         let tenant = self.register(id)?;
-        tenant.entry().set_info(info);
-        // The tier may have changed, and with it the objectives.
-        self.refresh_slo(tenant.entry());
+        let entry = tenant.entry();
+        entry.info.set(entry.key_value(), info);
+        // The tier may have changed, and with it the limits and the objectives.
+        entry.guard.invalidate();
+        entry.stats.apply_slo(entry.slo());
         Ok(tenant)
     }
 }

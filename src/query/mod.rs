@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 pub use outcome::{InvalidQueryStatus, QueryOutcome, QueryStatus};
 pub use quota::{QuotaError, MAX_RESOURCE_TYPE_LEN};
 
-pub use crate::registry::MAX_QUOTA_RESOURCES;
+pub use crate::instruments::query::MAX_QUOTA_RESOURCES;
 
 use crate::instruments::{QueryEnd, QuerySeries};
 use crate::registry::{Clock, Count, Tenant, TenantEntry, TenantRegistry};
@@ -131,10 +131,10 @@ impl QueryGuard {
         let now = self.clock.now();
         let duration = now.saturating_duration_since(self.started);
         let entry = self.tenant.entry();
-        if let Some(series) = entry.query_series.get() {
+        if let Some(series) = entry.queries.series_if_made() {
             series.record(end, duration, docs, tokens);
         }
-        entry.queries.finish(duration, error, now);
+        entry.stats.queries.finish(duration, error, now);
         entry.touch();
         duration
     }
@@ -183,8 +183,8 @@ impl TenantRegistry {
         let started = clock.now();
         // Made now, so `rag.active_queries` reports this tenant from its first query on; it is
         // observed from the in-flight count at collection time.
-        self.query_series(tenant.entry());
-        tenant.entry().queries.start();
+        query_series(tenant.entry());
+        tenant.entry().stats.queries.start();
         Ok(QueryGuard {
             tenant,
             clock,
@@ -220,19 +220,20 @@ impl TenantRegistry {
     ) -> Result<(), InvalidTenantId> {
         let tenant = tenant.resolve_in(self)?;
         let entry = tenant.entry();
-        self.query_series(entry)
-            .record(status.end(), duration, Some(docs), tokens);
+        query_series(entry).record(status.end(), duration, Some(docs), tokens);
         entry
+            .stats
             .queries
-            .record(duration, status.is_error(), self.now());
+            .record(duration, status.is_error(), entry.shared().now());
         Ok(())
     }
+}
 
-    fn query_series<'a>(&self, entry: &'a TenantEntry) -> &'a QuerySeries {
-        entry
-            .query_series
-            .get_or_init(|| QuerySeries::new(self.query_instruments(), entry.key_value()))
-    }
+/// The tenant's `rag.*` series, made on its first query.
+fn query_series(entry: &TenantEntry) -> &QuerySeries {
+    entry
+        .queries
+        .series(&entry.shared().query, entry.key_value())
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 
 use std::fmt;
 
-use crate::registry::{Count, TenantRegistry, TooManyResources, MAX_QUOTA_RESOURCES};
+use crate::instruments::query::MAX_QUOTA_RESOURCES;
+use crate::instruments::TooManyResources;
+use crate::registry::{Count, TenantRegistry};
 use crate::tenant::{validate, validate_client_id, InvalidTenantId};
 
 /// The longest `resource_type` accepted, in bytes.
@@ -92,12 +94,15 @@ impl TenantRegistry {
         }
         let id = validate_client_id(tenant.as_bytes()).map_err(QuotaError::InvalidTenant)?;
         let tenant = self.lookup(id, Count::Other);
-        tenant
-            .entry()
-            .set_quota(resource_type, percent.max(0.0), || {
-                self.query_instruments()
-                    .bind_quota(tenant.entry().key_value(), resource_type)
-            })
+        let entry = tenant.entry();
+        entry
+            .queries
+            .set_quota(
+                &entry.shared().query,
+                entry.key_value(),
+                resource_type,
+                percent.max(0.0),
+            )
             .map_err(|TooManyResources| QuotaError::TooManyResources)
     }
 }

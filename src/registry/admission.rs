@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use super::entry::TenantEntry;
 use super::handle::Tenant;
-use super::reclaim::ReclaimClock;
 use super::{Inner, TenantRegistry};
 use crate::tenant::{is_reserved, InvalidTenantId, TenantId, UNKNOWN_TENANT};
 
@@ -69,7 +68,7 @@ impl TenantRegistry {
             // Touch, then look at the state: a sweep retires only after reading the touch time
             // again, so either it sees this touch and backs off, or this sees the retirement.
             entry.touch();
-            if !entry.is_retired() {
+            if !entry.life.is_retired() {
                 return Tenant::of(entry);
             }
             inner.drop_retired(id);
@@ -79,7 +78,7 @@ impl TenantRegistry {
         }
         if count == Count::Request {
             inner.overflowed.fetch_add(1, Ordering::Relaxed);
-            inner.http.overflow.add(1, &[]);
+            inner.shared.http.overflow.add(1, &[]);
         }
         // Spans keep the real id: this allocation happens only past the cap.
         Tenant::sharing(TenantId::from_validated(id), &inner.overflow)
@@ -92,17 +91,22 @@ impl TenantRegistry {
             .tenants
             .pin()
             .get(id)
-            .is_some_and(|entry| !entry.is_retired())
+            .is_some_and(|entry| !entry.life.is_retired())
     }
 
-    /// Looks `id` up for a request no route matched: a known tenant is itself, an unknown one is
+    /// The lookup of a request's tenant: [`lookup`](Self::lookup), except for a request that
+    /// matched no route (`matched_no_route`) once the router has shown it names its routes.
+    /// Such a request went to the router's fallback: a known tenant is itself, an unknown one is
     /// recorded under `__unknown__` (keeping its id on spans) and takes no slot. A scanner
     /// probing made-up paths must not use the cap up.
-    pub(crate) fn lookup_unrouted(&self, id: &str) -> Tenant {
+    pub(crate) fn lookup_request(&self, id: &str, matched_no_route: bool) -> Tenant {
         let inner = &*self.inner;
+        if !(matched_no_route && inner.shared.routes.routes_known()) {
+            return self.lookup(id, Count::Request);
+        }
         if let Some(entry) = inner.tenants.pin().get(id) {
             entry.touch();
-            if !entry.is_retired() {
+            if !entry.life.is_retired() {
                 return Tenant::of(entry);
             }
         }
@@ -116,7 +120,7 @@ impl TenantRegistry {
         // and admit the tenant anew once the retired entry has left the map.
         loop {
             let found = inner.tenants.pin().get(id.as_str()).map(Arc::clone);
-            if found.as_ref().is_some_and(|e| e.is_retired()) {
+            if found.as_ref().is_some_and(|e| e.life.is_retired()) {
                 inner.drop_retired(id.as_str());
                 continue;
             }
@@ -125,7 +129,7 @@ impl TenantRegistry {
                 None if inner.claim_slot() => inner.insert(id.clone()),
                 None => return None,
             };
-            if entry.pin() {
+            if entry.life.pin() {
                 return Some(entry);
             }
             std::hint::spin_loop();
@@ -157,16 +161,9 @@ impl Inner {
     /// Inserts after a slot was reserved; gives the slot back if another thread won the race.
     fn insert(&self, id: TenantId) -> Arc<TenantEntry> {
         let key = Arc::clone(id.shared());
-        let clock = self.reclaim_after.map(|_| ReclaimClock {
-            clock: self.clock.clone(),
-            epoch: self.epoch,
-            collections: Arc::clone(&self.collections),
-        });
         let tenants = self.tenants.pin();
         match tenants.try_insert_with(key, || {
-            let entry = TenantEntry::new(id, false, self.window, self.clock.now(), clock);
-            // No tier yet: the default objectives, until registration names one.
-            entry.apply_slo(self.slo.of(None));
+            let entry = TenantEntry::new(id, false, &self.shared);
             entry.touch();
             entry
         }) {

@@ -1,12 +1,13 @@
 //! [`TenantRegistryBuilder`]: the cap, the allowlist, the window, reclaim and objectives.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry::metrics::{Meter, MeterProvider};
 
 use super::entry::TenantEntry;
+use super::shared::{Instruments, Shared};
 use super::{Hasher, Inner, TenantRegistry, DEFAULT_MAX_TENANTS, DEFAULT_WINDOW};
 use crate::instruments::{
     register_observers, scope, HttpInstruments, OperatorInstruments, QueryInstruments,
@@ -196,40 +197,29 @@ impl TenantRegistryBuilder {
             .meter
             .clone()
             .unwrap_or_else(|| opentelemetry::global::meter_with_scope(scope()));
-        let epoch = self.clock.now();
-        let shared = |name| {
-            let entry = TenantEntry::new(
-                TenantId::from_validated(name),
-                true,
-                self.window,
-                epoch,
-                None,
-            );
-            entry.apply_slo(self.slo.of(None));
-            entry
-        };
+        let shared = Arc::new(Shared::new(
+            self.clock.clone(),
+            self.window,
+            self.slo.clone(),
+            Instruments {
+                http: HttpInstruments::new(&meter),
+                query: QueryInstruments::new(&meter),
+                operator: OperatorInstruments::new(&meter),
+            },
+            self.reclaim_after,
+        ));
+        let label = |name| TenantEntry::new(TenantId::from_validated(name), true, &shared);
         let max_tenants = self.effective_max_tenants();
         let inner = Arc::new_cyclic(|weak| Inner {
             tenants: papaya::HashMap::with_hasher(Hasher::default()),
             admitted: AtomicUsize::new(0),
             max_tenants,
             allowlist_only: self.allowlist.is_some(),
-            overflow: shared(OVERFLOW_TENANT),
-            unknown: shared(UNKNOWN_TENANT),
+            overflow: label(OVERFLOW_TENANT),
+            unknown: label(UNKNOWN_TENANT),
             overflowed: AtomicU64::new(0),
-            routes: Default::default(),
-            clock: self.clock.clone(),
-            epoch,
-            reclaim_after: self.reclaim_after,
-            last_sweep_ms: AtomicU64::new(0),
-            collections: Arc::new(AtomicU64::new(0)),
-            pending_release: AtomicUsize::new(0),
-            read_by_a_reader: AtomicBool::new(false),
-            window: self.window,
-            slo: self.slo.clone(),
-            http: HttpInstruments::new(&meter),
-            query: QueryInstruments::new(&meter),
-            operator: OperatorInstruments::new(&meter),
+            reclaim: Default::default(),
+            shared: Arc::clone(&shared),
             _observers: register_observers(&meter, weak.clone()),
         });
         // Each observable instrument's callback holds the registry weakly, and the SDK keeps a
@@ -237,6 +227,7 @@ impl TenantRegistryBuilder {
         // meter, or an SDK provider without readers, drops it at once). So a weak reference
         // left now means a reader will collect: nothing else has one yet.
         inner
+            .reclaim
             .read_by_a_reader
             .store(Arc::weak_count(&inner) > 0, Ordering::Relaxed);
         let registry = TenantRegistry { inner };

@@ -1,11 +1,11 @@
 //! [`Tenant`]: a resolved tenant, the handle requests and queries record through.
 
 use std::fmt;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use opentelemetry::Context;
 
-use super::entry::TenantEntry;
+use super::entry::{InContext, TenantEntry};
 use crate::tenant::{TenantId, OVERFLOW_TENANT, UNKNOWN_TENANT};
 
 /// A tenant resolved by the registry: its own id, and the entry its metrics go to (its own, or
@@ -63,14 +63,14 @@ impl Tenant {
     pub fn of_context(cx: &Context) -> Option<Tenant> {
         match cx.get::<InContext>()? {
             InContext::Prepared(entry) => entry.upgrade().map(|entry| Tenant::of(&entry)),
-            InContext::Handle(tenant) => Some(tenant.clone()),
+            InContext::Handle(id, entry) => Some(Tenant::sharing(id.clone(), entry)),
         }
     }
 
     /// This handle as a context value, for a context that was not prepared with the entry
     /// (a tenant past the cap, a caller's extra baggage kept).
     pub(crate) fn in_context(&self) -> InContext {
-        InContext::Handle(self.clone())
+        InContext::Handle(self.id.clone(), Arc::clone(&self.entry))
     }
 
     /// The tenant's own id (for a tenant past the cardinality cap too: only metrics see
@@ -105,15 +105,6 @@ impl Tenant {
     pub(crate) fn prepared_context(&self) -> Option<&opentelemetry::Context> {
         Arc::ptr_eq(self.id.shared(), self.entry.id().shared()).then(|| self.entry.context())
     }
-}
-
-/// The request's tenant in its context.
-#[derive(Clone)]
-pub(crate) enum InContext {
-    /// In the entry's own prepared context: weak, as the entry owns that context. A request
-    /// in flight holds the entry, so the reference upgrades while the request runs.
-    Prepared(Weak<TenantEntry>),
-    Handle(Tenant),
 }
 
 impl fmt::Debug for Tenant {

@@ -1,25 +1,45 @@
 //! The tenant registry: one lookup per request from a tenant id to everything prepared for that
 //! tenant, with the cardinality cap as its admission rule.
 //!
-//! - [`TenantRegistry`] and its [`TenantRegistryBuilder`]: the surface.
-//! - [`Tenant`]: what a lookup returns, the handle requests and queries record through.
-//! - `admission`: who gets a label of their own (cap, allowlist, `__overflow__`).
-//! - `entry`: one tenant's prepared state (attribute, baggage context, bound series,
-//!   statistics, SLA window) and what a finished request records through it.
+//! The registry admits, bounds and reclaims tenants and hands out their entries; it keeps no
+//! capability's state. An entry is a struct of parts, one per capability, each a type of the
+//! module that owns it with its own operations: the server series (`instruments`), the
+//! statistics and SLO windows (`stats`), the protection guard (`protect`), the query series,
+//! quotas and registered metadata (`instruments`, used by `query`). A new capability adds one
+//! part (a field and its constructor call in `entry`), not fields and methods to the registry.
+//! The parts are plain fields, fixed at compile time: no lookup by type or name, no indirection
+//! on the request path. A capability that sits above the registry in the module order keeps its
+//! per-tenant state type in a lower module (as `query` does in `instruments`), so this module
+//! never reaches up.
+//!
+//! Every entry also holds what the registry's entries share (`Shared`: clock, instruments,
+//! route table, objectives by tier), so a request looks its tenant up once and records through
+//! that entry to its end, without coming back here.
+//!
+//! The files read top-down, each using only those above it:
+//!
 //! - `routes`: route templates interned once, for series keys and span attributes.
+//! - `life`: an entry's state under idle reclaim.
+//! - `shared`: what every entry of a registry shares.
+//! - `entry`: one tenant's label and parts.
+//! - `handle`: [`Tenant`], what a lookup returns, the handle requests and queries record through.
 //! - `reclaim`: idle tenants giving their slot back.
+//! - `admission`: who gets a label of their own (cap, allowlist, `__overflow__`).
 //! - `observe`: what the observable instruments read at each collection.
+//! - `builder`: [`TenantRegistryBuilder`].
 
 mod admission;
 mod builder;
 mod entry;
 mod handle;
+mod life;
 mod observe;
 mod reclaim;
 mod routes;
+mod shared;
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,16 +47,16 @@ pub(crate) use crate::stats::Clock;
 use crate::stats::Slo;
 pub use admission::RegisterError;
 pub use builder::TenantRegistryBuilder;
-pub use entry::MAX_QUOTA_RESOURCES;
 pub use handle::Tenant;
 
+pub(crate) use crate::instruments::MAX_SERIES_PER_TENANT;
 pub(crate) use admission::Count;
-pub(crate) use entry::{Outcome, TenantEntry, TooManyResources, MAX_SERIES_PER_TENANT};
+pub(crate) use entry::TenantEntry;
+pub(crate) use shared::Shared;
 
-use crate::instruments::semconv;
-use crate::instruments::{HttpInstruments, Observers, OperatorInstruments, QueryInstruments};
-use crate::protect::{Limits, ShedReason};
-use crate::stats::{SloPolicy, StatsSnapshot};
+use crate::instruments::{HttpInstruments, Observers};
+use crate::protect::Limits;
+use crate::stats::StatsSnapshot;
 use crate::tenant::{
     validate_client_id, InvalidTenantId, TenantId, OVERFLOW_TENANT, UNKNOWN_TENANT,
 };
@@ -92,31 +112,9 @@ struct Inner {
     overflow: Arc<TenantEntry>,
     unknown: Arc<TenantEntry>,
     overflowed: AtomicU64,
-    /// Route templates and gRPC methods seen so far, each with a small id for series keys; the
-    /// shared string is reused for every span's `http.route` or `rpc.method`.
-    routes: routes::RouteTable,
-    /// Where every window reads the time.
-    clock: Clock,
-    /// Reference point of the entries' clocks and of the SLO buckets.
-    epoch: Instant,
-    /// Idle time after which an unpinned tenant gives its slot back, if reclaiming is on.
-    reclaim_after: Option<Duration>,
-    /// When the last sweep for idle tenants ran (ms since `epoch`): sweeps are rate-limited so
-    /// a flood of new ids past the cap does not scan the map on every request.
-    last_sweep_ms: AtomicU64,
-    /// Metric collections so far (by any reader).
-    collections: Arc<AtomicU64>,
-    /// Slots of tenants retired while still in the current export interval: given back at the
-    /// next collection, so no interval carries more tenants than the cap.
-    pending_release: AtomicUsize,
-    /// A metric reader collects this registry's instruments (set once, as it is built): only
-    /// then is there an export interval to hold a retired tenant's slot back for.
-    read_by_a_reader: AtomicBool,
-    window: Duration,
-    slo: SloPolicy,
-    http: HttpInstruments,
-    query: QueryInstruments,
-    operator: OperatorInstruments,
+    reclaim: reclaim::Reclaim,
+    /// What every entry shares (each holds it too).
+    shared: Arc<Shared>,
     /// Kept so the observable instruments' callbacks live as long as the registry.
     _observers: Observers,
 }
@@ -209,7 +207,7 @@ impl TenantRegistry {
     /// `__unknown__` included), if it has one.
     pub fn request_stats(&self, label: &str) -> Option<StatsSnapshot> {
         self.entry_for_label(label)
-            .map(|e| e.requests.snapshot(self.now()))
+            .map(|e| e.stats.requests.snapshot(self.now()))
     }
 
     /// The entry of a metric label, the shared ones included.
@@ -228,27 +226,19 @@ impl TenantRegistry {
         out
     }
 
-    /// Counts a request in flight for `tenant`.
-    pub(crate) fn request_started(&self, tenant: &Tenant, method: usize) {
-        tenant.entry().request_started(method);
-    }
-
-    /// Records a finished request of `tenant`: duration series, statistics, SLA window.
-    pub(crate) fn request_finished(&self, tenant: &Tenant, outcome: &Outcome<'_>) {
-        let secs = self.inner.secs(outcome.end);
-        tenant
-            .entry()
-            .request_finished(&self.inner.http, secs, outcome);
-    }
-
     /// The time, from the registry's clock.
     pub(crate) fn now(&self) -> Instant {
-        self.inner.clock.now()
+        self.inner.shared.now()
     }
 
     /// The clock every window, alert and limit of this registry reads.
     pub fn clock(&self) -> &Clock {
-        &self.inner.clock
+        &self.inner.shared.clock
+    }
+
+    /// What every entry of this registry shares: clock, instruments, route table.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
     }
 
     /// The objectives that apply to `tenant`: its own, else its tier's.
@@ -262,7 +252,7 @@ impl TenantRegistry {
     /// # Ok::<(), tenant_otel::RegisterError>(())
     /// ```
     pub fn slo(&self, tenant: &Tenant) -> Slo {
-        self.inner.slo_of(tenant.entry())
+        tenant.entry().slo()
     }
 
     /// Gives `id` objectives of its own instead of its tier's (`None`: back to the tier's),
@@ -283,14 +273,9 @@ impl TenantRegistry {
     pub fn set_tenant_slo(&self, id: &str, slo: Option<Slo>) -> Result<Tenant, RegisterError> {
         let tenant = self.register(id)?;
         let entry = tenant.entry();
-        let effective = slo.unwrap_or_else(|| self.inner.slo.of(entry.tier().as_deref()));
-        entry.set_slo(slo, effective);
+        let effective = slo.unwrap_or_else(|| self.inner.shared.slo.of(entry.tier().as_deref()));
+        entry.stats.set_own_slo(slo, effective);
         Ok(tenant)
-    }
-
-    /// [`slo`](Self::slo) of an entry.
-    pub(crate) fn slo_of_entry(&self, entry: &TenantEntry) -> Slo {
-        self.inner.slo_of(entry)
     }
 
     /// Gives `id` limits of its own instead of its tier's (`None`: back to the tier's), from
@@ -335,7 +320,7 @@ impl TenantRegistry {
 
     /// The instruments outgoing calls record into.
     pub(crate) fn http_instruments(&self) -> &HttpInstruments {
-        &self.inner.http
+        &self.inner.shared.http
     }
 
     /// The `tenant.id` metric attribute for a valid tenant in `cx`'s baggage (a service whose
@@ -349,62 +334,19 @@ impl TenantRegistry {
         Some(tenant.entry().key_value().clone())
     }
 
-    /// Counts a request refused for want of a usable tenant (`missing`, `invalid`, `reserved`).
-    pub(crate) fn count_rejected(&self, reason: &'static str) {
-        self.inner
-            .operator
-            .rejected
-            .add(1, &[KeyValue::new(semconv::REASON, reason)]);
-    }
-
-    /// Counts a request of `tenant` shed by protection.
-    pub(crate) fn count_shed(&self, tenant: &Tenant, reason: ShedReason) {
-        self.inner.operator.shed.add(
-            1,
-            &[
-                tenant.entry().key_value().clone(),
-                KeyValue::new(semconv::REASON, reason.as_str()),
-            ],
-        );
-    }
-
-    /// Counts a decision of shared limits made without the shared store, for `reason`.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) fn count_limit_fallback(&self, reason: &'static str) {
-        self.inner
-            .operator
-            .limit_fallbacks
-            .add(1, &[KeyValue::new(semconv::REASON, reason)]);
-    }
-
     /// The compliance window of the error budget, in days.
     pub fn compliance_days(&self) -> u32 {
-        self.inner.slo.compliance_days
+        self.inner.shared.compliance_days()
     }
 
     /// Seconds from the registry's epoch to `at`: the time SLO buckets are kept in.
     pub(crate) fn secs(&self, at: Instant) -> u64 {
-        self.inner.secs(at)
+        self.inner.shared.secs(at)
     }
 
     /// Calls `f` with every entry, the shared ones last.
     pub(crate) fn for_each_entry(&self, f: impl FnMut(&TenantEntry)) {
         self.inner.for_each_entry(f);
-    }
-
-    /// Applies the tier's objectives to `entry`, unless it has its own: after its tier changed.
-    pub(crate) fn refresh_slo(&self, entry: &TenantEntry) {
-        entry.apply_slo(self.inner.slo_of(entry));
-    }
-
-    /// The alert and shedding counters.
-    pub(crate) fn operator_instruments(&self) -> &OperatorInstruments {
-        &self.inner.operator
-    }
-
-    /// The query instruments, for binding a tenant's `rag.*` series.
-    pub(crate) fn query_instruments(&self) -> &QueryInstruments {
-        &self.inner.query
     }
 
     /// Not part of the API: one request through the recording path (resolve, start, finish)
@@ -415,26 +357,24 @@ impl TenantRegistry {
         let Ok(tenant) = self.resolve(id) else {
             return;
         };
+        let entry = tenant.entry();
         let method = crate::instruments::semconv::method_index(&http::Method::GET);
         let status = http::StatusCode::from_u16(status).ok();
-        self.request_started(&tenant, method);
-        self.request_finished(
-            &tenant,
-            &Outcome {
-                method,
-                route: Some(route),
-                route_id: self.route(route, method).map(|r| r.id),
-                rpc_code: None,
+        entry.request_started(method);
+        entry.request_finished(&crate::instruments::Outcome {
+            method,
+            route: Some(route),
+            route_id: entry.shared().routes.route(route, method).map(|r| r.id),
+            rpc_code: None,
+            status,
+            failure: crate::classify::Failure::classify(
                 status,
-                failure: crate::classify::Failure::classify(
-                    status,
-                    None,
-                    crate::classify::End::Completed,
-                ),
-                duration,
-                end: self.now(),
-            },
-        );
+                None,
+                crate::classify::End::Completed,
+            ),
+            duration,
+            end: entry.shared().now(),
+        });
     }
 }
 
@@ -450,16 +390,6 @@ impl Inner {
 
     fn for_each_entry(&self, mut f: impl FnMut(&TenantEntry)) {
         self.for_each_arc(|e| f(e));
-    }
-
-    fn secs(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.epoch).as_secs()
-    }
-
-    fn slo_of(&self, entry: &TenantEntry) -> Slo {
-        entry
-            .slo_override()
-            .unwrap_or_else(|| self.slo.of(entry.tier().as_deref()))
     }
 }
 

@@ -22,7 +22,7 @@ impl Inner {
     /// Each SLI of each tenant, with the attributes its gauges carry.
     fn for_each_sli(&self, mut report: impl FnMut(&SliSource<'_>)) {
         self.for_each_entry(|e: &TenantEntry| {
-            let slo = self.slo_of(e);
+            let slo = e.slo();
             let tier = StringValue::from(e.tier().unwrap_or_else(|| "unknown".to_owned()));
             let slis = [
                 Some((Sli::Availability, slo.availability_objective())),
@@ -35,7 +35,7 @@ impl Inner {
                     KeyValue::new(semconv::SLO, sli.as_str()),
                 ];
                 report(&SliSource {
-                    windows: &e.slo,
+                    windows: &e.stats.slo,
                     sli,
                     objective,
                     attributes: &attributes,
@@ -49,28 +49,31 @@ impl Observe for Inner {
     fn active_requests(&self, report: Report<'_, i64>) {
         // Called once per collection: the export interval it closes is over.
         self.collected();
-        self.for_each_entry(|e| e.observe_active_requests(&mut *report));
+        self.for_each_entry(|e| e.server.observe_active(e.key_value(), &mut *report));
     }
 
     fn active_queries(&self, report: Report<'_, i64>) {
         self.for_each_entry(|e| {
             // Only tenants that have run a query have `rag.*` series.
-            if e.query_series.get().is_some() {
-                report(e.queries.active(), std::slice::from_ref(e.key_value()));
+            if e.queries.series_if_made().is_some() {
+                report(
+                    e.stats.queries.active(),
+                    std::slice::from_ref(e.key_value()),
+                );
             }
         });
     }
 
     fn tenant_info(&self, report: Report<'_, u64>) {
         for entry in self.tenants.pin().values() {
-            entry.observe_info(&mut *report);
+            entry.info.observe(&mut *report);
         }
     }
 
     fn resource_share(&self, report: Report<'_, f64>) {
-        let now = self.clock.now();
+        let now = self.shared.now();
         let mut loads = Vec::new();
-        self.for_each_entry(|e| loads.push((e.key_value().clone(), e.load(now))));
+        self.for_each_entry(|e| loads.push((e.key_value().clone(), e.stats.load(now))));
         shares(&loads, |tenant, resource, share| {
             report(
                 share,
@@ -80,7 +83,7 @@ impl Observe for Inner {
     }
 
     fn sla_burn_rate(&self, report: Report<'_, f64>) {
-        let secs = self.secs(self.clock.now());
+        let secs = self.shared.secs(self.shared.now());
         self.for_each_sli(|s| {
             for window in WINDOWS {
                 if let Some(burn) = s.windows.burn(secs, window, s.sli, s.objective) {
@@ -93,8 +96,8 @@ impl Observe for Inner {
     }
 
     fn sla_error_budget_remaining(&self, report: Report<'_, f64>) {
-        let secs = self.secs(self.clock.now());
-        let days = self.slo.compliance_days;
+        let secs = self.shared.secs(self.shared.now());
+        let days = self.shared.compliance_days();
         self.for_each_sli(|s| {
             if let Some(left) = s.windows.budget_remaining(secs, days, s.sli, s.objective) {
                 report(left, s.attributes);

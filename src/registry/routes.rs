@@ -11,12 +11,12 @@ use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use super::{Hasher, TenantRegistry};
+use super::Hasher;
 use crate::instruments::semconv::{server_span_name, METHOD_SLOTS, RPC_SLOT};
 
 /// A known route: its id and its server span names by method.
 #[derive(Debug)]
-pub(super) struct RouteEntry {
+struct RouteEntry {
     id: u32,
     span_names: [OnceLock<&'static str>; METHOD_SLOTS + 1],
 }
@@ -80,7 +80,7 @@ pub(super) const MAX_ROUTES: usize = 1024;
 pub(super) const MAX_RPC_METHODS: usize = 1024;
 
 /// The registry's route templates and gRPC methods.
-pub(super) struct RouteTable {
+pub(crate) struct RouteTable {
     http: Interner,
     rpc: Interner,
     /// An HTTP route has been matched (see `routes_known`).
@@ -164,33 +164,32 @@ impl RouteEntry {
     }
 }
 
-impl TenantRegistry {
+impl RouteTable {
     /// True once a request matched an HTTP route: from then on, a request that matches none
     /// went to the router's fallback (a 404, usually).
     pub(crate) fn routes_known(&self) -> bool {
-        self.inner.routes.saw_http_route.load(Ordering::Relaxed)
+        self.saw_http_route.load(Ordering::Relaxed)
     }
 
     /// The HTTP route's id, shared string and span name for `method`, or `None` once
     /// [`MAX_ROUTES`] are known.
     pub(crate) fn route(&self, route: &str, method: usize) -> Option<Interned> {
-        let table = &self.inner.routes;
-        if !table.saw_http_route.load(Ordering::Relaxed) {
-            table.saw_http_route.store(true, Ordering::Relaxed);
+        if !self.saw_http_route.load(Ordering::Relaxed) {
+            self.saw_http_route.store(true, Ordering::Relaxed);
         }
-        table.http.get_or_add(route, method)
+        self.http.get_or_add(route, method)
     }
 
     /// A gRPC method (`package.Service/Method`) already admitted, without admitting it.
     pub(crate) fn known_rpc_method(&self, method: &str) -> Option<Interned> {
-        self.inner.routes.rpc.get(method, RPC_SLOT)
+        self.rpc.get(method, RPC_SLOT)
     }
 
     /// Admits a gRPC method the application answered, or `None` once [`MAX_RPC_METHODS`] are
     /// known. Which answers count is the caller's decision
     /// ([`answered_by_application`](crate::classify::answered_by_application)).
     pub(crate) fn admit_rpc_method(&self, method: &str) -> Option<Interned> {
-        self.inner.routes.rpc.get_or_add(method, RPC_SLOT)
+        self.rpc.get_or_add(method, RPC_SLOT)
     }
 }
 
@@ -198,14 +197,14 @@ impl TenantRegistry {
 mod tests {
     use super::*;
 
-    fn route_id(registry: &TenantRegistry, route: &str) -> Option<u32> {
+    fn route_id(registry: &RouteTable, route: &str) -> Option<u32> {
         registry.route(route, 0).map(|r| r.id)
     }
 
     #[test]
     fn routes_added_at_once_never_share_an_id() {
         for _ in 0..200 {
-            let registry = TenantRegistry::builder().build();
+            let registry = RouteTable::default();
             let ids: Vec<u32> = std::thread::scope(|s| {
                 let a = s.spawn(|| route_id(&registry, "/a").unwrap());
                 let b = s.spawn(|| route_id(&registry, "/b").unwrap());
@@ -219,7 +218,7 @@ mod tests {
 
     #[test]
     fn span_names_are_made_once_per_route_and_method() {
-        let registry = TenantRegistry::builder().build();
+        let registry = RouteTable::default();
         let get = semconv_index("GET");
         let first = registry.route("/orders/{id}", get).unwrap().span_name;
         let again = registry.route("/orders/{id}", get).unwrap().span_name;
@@ -238,7 +237,7 @@ mod tests {
 
     #[test]
     fn the_route_table_stops_at_its_bound() {
-        let registry = TenantRegistry::builder().build();
+        let registry = RouteTable::default();
         for i in 0..MAX_ROUTES {
             assert_eq!(route_id(&registry, &format!("/r{i}")), Some(i as u32));
         }
@@ -246,7 +245,7 @@ mod tests {
             assert_eq!(route_id(&registry, "/one-too-many"), None);
         }
         assert_eq!(
-            registry.inner.routes.http.taken.load(Ordering::Relaxed) as usize,
+            registry.http.taken.load(Ordering::Relaxed) as usize,
             MAX_ROUTES
         );
         assert_eq!(route_id(&registry, "/r7"), Some(7));
@@ -254,7 +253,7 @@ mod tests {
 
     #[test]
     fn grpc_methods_have_a_budget_of_their_own() {
-        let registry = TenantRegistry::builder().build();
+        let registry = RouteTable::default();
         assert_eq!(route_id(&registry, "/orders"), Some(0));
         for i in 0..MAX_RPC_METHODS {
             let admitted = registry.admit_rpc_method(&format!("pkg.Svc/M{i}")).unwrap();

@@ -3,7 +3,8 @@
 //! the service each tenant holds.
 //!
 //! Nothing here knows OpenTelemetry or reads a clock: callers pass the time in (read from the one
-//! [`Clock`]), so every figure can be tested at any instant.
+//! [`Clock`]), so every figure can be tested at any instant. `TenantStats` is the part of a
+//! tenant's registry entry that holds all of it for one tenant.
 
 mod buckets;
 mod clock;
@@ -12,16 +13,17 @@ mod objective;
 mod share;
 mod slo;
 mod snapshot;
+mod tenant;
 
 pub use clock::Clock;
 pub use objective::{InvalidObjective, LatencyObjective, Objective, Slo, MAX_COMPLIANCE_DAYS};
 pub use slo::Sli;
 pub use snapshot::{StatsSnapshot, WindowSnapshot};
 
-pub(crate) use latency::Stats;
 pub(crate) use objective::SloPolicy;
-pub(crate) use share::{noisy_neighbors, shares, Load, NoisyRule};
+pub(crate) use share::{noisy_neighbors, shares, NoisyRule};
 pub(crate) use slo::{window, SloWindows, Window, WINDOWS};
+pub(crate) use tenant::TenantStats;
 
 /// Share of `total` that did not fail; 1 when nothing finished, so an idle tenant does not look
 /// like a failing one.

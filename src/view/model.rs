@@ -118,10 +118,10 @@ impl TenantView {
     fn of(registry: &TenantRegistry, entry: &TenantEntry, now: Instant) -> Self {
         TenantView {
             tenant: entry.id().as_str().to_owned(),
-            info: entry.info(),
-            requests: entry.requests.snapshot(now),
-            queries: entry.queries.snapshot(now),
-            quota: entry.quotas().into_iter().collect(),
+            info: entry.info.info(),
+            requests: entry.stats.requests.snapshot(now),
+            queries: entry.stats.queries.snapshot(now),
+            quota: entry.queries.quotas().into_iter().collect(),
             sla: sla(registry, entry, now),
         }
     }
@@ -147,7 +147,7 @@ impl TenantView {
 }
 
 fn sla(registry: &TenantRegistry, entry: &TenantEntry, now: Instant) -> Vec<SloStatus> {
-    let slo = registry.slo_of_entry(entry);
+    let slo = entry.slo();
     let secs = registry.secs(now);
     let slis = [
         Some((Sli::Availability, slo.availability_objective(), None)),
@@ -160,7 +160,7 @@ fn sla(registry: &TenantRegistry, entry: &TenantEntry, now: Instant) -> Vec<SloS
             slo: sli,
             objective: objective.get(),
             threshold_seconds,
-            error_budget_remaining: entry.slo.budget_remaining(
+            error_budget_remaining: entry.stats.slo.budget_remaining(
                 secs,
                 registry.compliance_days(),
                 sli,
@@ -169,7 +169,7 @@ fn sla(registry: &TenantRegistry, entry: &TenantEntry, now: Instant) -> Vec<SloS
             burn_rates: WINDOWS
                 .iter()
                 .filter_map(|w| {
-                    let burn = entry.slo.burn(secs, *w, sli, objective)?;
+                    let burn = entry.stats.slo.burn(secs, *w, sli, objective)?;
                     Some((w.label, burn.rate))
                 })
                 .collect(),

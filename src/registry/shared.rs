@@ -1,0 +1,132 @@
+//! What every entry of one registry shares, made once at build time: the clock and its epoch,
+//! the instruments the parts record into, the route table, the objectives by tier. Each entry
+//! holds it, so a request records through the entry it looked up and never goes back to the
+//! registry.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use opentelemetry::KeyValue;
+
+use super::routes::RouteTable;
+use crate::instruments::{semconv, HttpInstruments, OperatorInstruments, QueryInstruments};
+use crate::protect::ShedReason;
+use crate::stats::{Clock, SloPolicy};
+
+/// Shared by a registry and all its entries.
+pub(crate) struct Shared {
+    /// Where every window reads the time.
+    pub(crate) clock: Clock,
+    /// Reference point of the entries' activity times and of the SLO buckets.
+    epoch: Instant,
+    /// Length of the statistics' sliding window.
+    pub(super) window: Duration,
+    /// Objectives by tier.
+    pub(super) slo: SloPolicy,
+    pub(crate) http: HttpInstruments,
+    pub(crate) query: QueryInstruments,
+    pub(crate) operator: OperatorInstruments,
+    /// Route templates and gRPC methods seen so far, each with a small id for series keys; the
+    /// shared string is reused for every span's `http.route` or `rpc.method`.
+    pub(crate) routes: RouteTable,
+    /// Idle time after which an unpinned tenant gives its slot back, if reclaiming is on.
+    pub(super) reclaim_after: Option<Duration>,
+    /// Metric collections so far (by any reader).
+    collections: AtomicU64,
+}
+
+/// The instruments a registry records into.
+pub(super) struct Instruments {
+    pub(super) http: HttpInstruments,
+    pub(super) query: QueryInstruments,
+    pub(super) operator: OperatorInstruments,
+}
+
+impl Shared {
+    pub(super) fn new(
+        clock: Clock,
+        window: Duration,
+        slo: SloPolicy,
+        instruments: Instruments,
+        reclaim_after: Option<Duration>,
+    ) -> Self {
+        Shared {
+            epoch: clock.now(),
+            clock,
+            window,
+            slo,
+            http: instruments.http,
+            query: instruments.query,
+            operator: instruments.operator,
+            routes: RouteTable::default(),
+            reclaim_after,
+            collections: AtomicU64::new(0),
+        }
+    }
+
+    /// The time, from the registry's clock.
+    pub(crate) fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    /// Seconds from the registry's epoch to `at`: the time SLO buckets are kept in.
+    pub(crate) fn secs(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_secs()
+    }
+
+    /// Milliseconds from the registry's epoch to now: the time activity is noted in.
+    pub(super) fn now_ms(&self) -> u64 {
+        let elapsed = self.clock.now().saturating_duration_since(self.epoch);
+        u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The compliance window of the error budget, in days.
+    pub(crate) fn compliance_days(&self) -> u32 {
+        self.slo.compliance_days
+    }
+
+    pub(super) fn collections(&self) -> u64 {
+        self.collections.load(Ordering::Acquire)
+    }
+
+    /// Counts a metric collection; returns the new count.
+    pub(super) fn collected(&self) -> u64 {
+        self.collections.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Counts a request refused for want of a usable tenant (`missing`, `invalid`, `reserved`).
+    pub(crate) fn count_rejected(&self, reason: &'static str) {
+        self.operator
+            .rejected
+            .add(1, &[KeyValue::new(semconv::REASON, reason)]);
+    }
+
+    /// Counts a decision of shared limits made without the shared store, for `reason`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn count_limit_fallback(&self, reason: &'static str) {
+        self.operator
+            .limit_fallbacks
+            .add(1, &[KeyValue::new(semconv::REASON, reason)]);
+    }
+
+    /// Counts a request of the tenant labelled `tenant` shed by protection.
+    pub(crate) fn count_shed(&self, tenant: &KeyValue, reason: ShedReason) {
+        self.operator.shed.add(
+            1,
+            &[
+                tenant.clone(),
+                KeyValue::new(semconv::REASON, reason.as_str()),
+            ],
+        );
+    }
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("window", &self.window)
+            .field("reclaim_after", &self.reclaim_after)
+            .finish_non_exhaustive()
+    }
+}
