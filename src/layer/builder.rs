@@ -281,7 +281,7 @@ impl TenantLayerBuilder {
         });
         let standard_propagation = self.propagator.is_none();
         let propagator = self.propagator.unwrap_or_else(|| Arc::new(W3c));
-        let registry = self.registry.unwrap_or_default();
+        let registry = self.registry.unwrap_or_else(TenantRegistry::global);
         TenantLayer {
             config: Arc::new(Config {
                 sources,
