@@ -36,7 +36,10 @@ fn three_replicas_keep_their_own_series_and_the_rules_see_all_their_traffic() {
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 assert_eq!(query(&addrs[0], "rep-a", "latency_ms=5", None), 200);
-                assert_eq!(query(&addrs[1], "rep-a", "latency_ms=5&fail=true", None), 502);
+                assert_eq!(
+                    query(&addrs[1], "rep-a", "latency_ms=5&fail=true", None),
+                    502
+                );
                 for _ in 0..2 {
                     assert_eq!(query(&addrs[2], "rep-a", "latency_ms=5", None), 200);
                 }
@@ -51,7 +54,10 @@ fn three_replicas_keep_their_own_series_and_the_rules_see_all_their_traffic() {
         "one tenant's series from three replicas and its rates from the rules",
         context,
         || {
-            assert!(!traffic.is_finished(), "the traffic stopped: a request failed");
+            assert!(
+                !traffic.is_finished(),
+                "the traffic stopped: a request failed"
+            );
             let series = instant(
                 &prometheus_addr,
                 r#"http_server_request_duration_seconds_count{tenant_id="rep-a"}"#,
@@ -63,7 +69,9 @@ fn three_replicas_keep_their_own_series_and_the_rules_see_all_their_traffic() {
             let one = |expr: &str| {
                 instant(&prometheus_addr, expr)
                     .into_iter()
-                    .find(|(labels, _)| labels.get("tenant_id").map(String::as_str) == Some("rep-a"))
+                    .find(|(labels, _)| {
+                        labels.get("tenant_id").map(String::as_str) == Some("rep-a")
+                    })
                     .map(|(_, v)| v)
             };
             let ratio = one("tenant:http_errors:ratio_rate5m")?;
