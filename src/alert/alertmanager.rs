@@ -172,6 +172,7 @@ impl AlertmanagerSink {
         if let Some(url) = &self.generator_url {
             alert["generatorURL"] = serde_json::Value::String(url.clone());
         }
+        add_trace_annotations(&mut alert["annotations"], e);
         alert
     }
 }
@@ -186,6 +187,22 @@ fn alert_name(kind: AlertKind) -> &'static str {
         AlertKind::Latency => "TenantLatencyP99High",
         AlertKind::Quota => "TenantQuotaNearlyExhausted",
         AlertKind::NoisyNeighbor => "TenantMonopolizingInflight",
+    }
+}
+
+/// The tenant's recent traces as annotations (strings, as Alertmanager wants them):
+/// `trace_ids` and, when a trace URL is configured, `trace_urls` (one a line) and the first
+/// link alone as `trace_url`, for templates and receivers that show one.
+fn add_trace_annotations(annotations: &mut serde_json::Value, e: &AlertEvent) {
+    if e.traces.is_empty() {
+        return;
+    }
+    let ids: Vec<&str> = e.traces.iter().map(|t| t.trace_id.as_str()).collect();
+    annotations["trace_ids"] = ids.join("\n").into();
+    let urls: Vec<&str> = e.traces.iter().filter_map(|t| t.url.as_deref()).collect();
+    if let Some(first) = urls.first() {
+        annotations["trace_url"] = (*first).into();
+        annotations["trace_urls"] = urls.join("\n").into();
     }
 }
 
