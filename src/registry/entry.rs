@@ -13,7 +13,7 @@ use opentelemetry::baggage::BaggageExt;
 use opentelemetry::{Context, KeyValue};
 
 use super::life::Life;
-use super::shared::Shared;
+use super::shared::{millis, Shared};
 use crate::instruments::{InfoPart, Outcome, QueryPart, ServerSeries};
 use crate::protect::TenantGuard;
 use crate::stats::{Finished, RecentTraces, RefTime, Slo, TenantStats, TraceRef};
@@ -161,28 +161,33 @@ impl TenantEntry {
         self.stats.request_started();
     }
 
-    /// A request ended: its duration series, statistics and SLA window.
+    /// A request ended: its duration series, statistics, SLA window, and for a failed or slow
+    /// one its trace reference.
     pub(crate) fn request_finished(&self, o: &Outcome<'_>) {
+        let since_epoch = self.shared.since_epoch(o.end);
+        let failed = o.failure.is_failure();
         self.stats.request_finished(
             o.duration,
-            o.failure.is_failure(),
+            failed,
             o.failure.spends_budget(),
             o.end,
-            self.shared.secs(o.end),
+            since_epoch.as_secs(),
         );
         self.touch();
         self.server.finished(&self.shared.http, &self.kv, o);
-        self.traces.finished(
-            Finished {
-                trace_id: o.trace_id,
-                duration: o.duration,
-                status: o.status.map(|s| s.as_u16()),
-                // Allocates only for a failed request whose error type is its status code.
-                error_type: o.failure.error_type(o.status),
-                at_ms: self.shared.ms(o.end),
-            },
-            self.shared.window_ms(),
-        );
+        let at_ms = millis(since_epoch);
+        if self.traces.may_keep(o.duration, failed, at_ms) {
+            self.traces.finished(
+                Finished {
+                    trace_id: o.trace_id,
+                    duration: o.duration,
+                    status: o.status.map(|s| s.as_u16()),
+                    error_type: o.failure.error_type(o.status),
+                    at_ms,
+                },
+                self.shared.window_ms(),
+            );
+        }
     }
 }
 

@@ -85,7 +85,12 @@ impl Shared {
 
     /// Seconds from the registry's epoch to `at`: the time SLO buckets are kept in.
     pub(crate) fn secs(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.epoch).as_secs()
+        self.since_epoch(at).as_secs()
+    }
+
+    /// The time from the registry's epoch to `at` (one reading serves seconds and milliseconds).
+    pub(crate) fn since_epoch(&self, at: Instant) -> Duration {
+        at.saturating_duration_since(self.epoch)
     }
 
     /// Milliseconds from the registry's epoch to now: the time activity is noted in.
@@ -95,8 +100,7 @@ impl Shared {
 
     /// Milliseconds from the registry's epoch to `at`.
     pub(crate) fn ms(&self, at: Instant) -> u64 {
-        let elapsed = at.saturating_duration_since(self.epoch);
-        u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        millis(self.since_epoch(at))
     }
 
     /// The statistics' sliding window, in milliseconds.
@@ -143,6 +147,11 @@ impl Shared {
             ],
         );
     }
+}
+
+/// A time from the epoch in milliseconds, as activity and trace references keep it.
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl fmt::Debug for Shared {

@@ -92,17 +92,21 @@ impl RecentTraces {
         }
     }
 
+    /// Whether a request that ended `at_ms` after `duration` may be kept: the whole cost of a
+    /// fast, successful request, two atomic loads. Only then is [`finished`](Self::finished)
+    /// called, and its record prepared.
+    #[inline]
+    pub(crate) fn may_keep(&self, duration: Duration, failed: bool, at_ms: u64) -> bool {
+        failed
+            || micros(duration) > self.slow_floor_micros.load(Ordering::Relaxed)
+            || at_ms >= self.floor_until_ms.load(Ordering::Relaxed)
+    }
+
     /// Records a finished request if it failed, or is among the slowest of the last `window_ms`.
+    #[inline(never)]
     pub(crate) fn finished(&self, f: Finished, window_ms: u64) {
-        let micros = u64::try_from(f.duration.as_micros()).unwrap_or(u64::MAX);
+        let micros = micros(f.duration);
         let failed = f.error_type.is_some();
-        // The fast path: one or two atomic loads, nothing else.
-        if !failed
-            && micros <= self.slow_floor_micros.load(Ordering::Relaxed)
-            && f.at_ms < self.floor_until_ms.load(Ordering::Relaxed)
-        {
-            return;
-        }
         let floor = self.floor_micros;
         let Some(trace_id) = f.trace_id.filter(|_| failed || micros > floor) else {
             // The floor went stale (a record left the window), or an unsampled slow request.
@@ -220,6 +224,10 @@ fn same(
     }
 }
 
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 /// What turns the registry's times into wall-clock times, read once per view.
 pub(crate) struct RefTime {
     /// Now, in milliseconds from the registry's epoch.
@@ -294,6 +302,13 @@ mod tests {
     const WINDOW: u64 = 60_000;
     const FLOOR: Duration = Duration::from_millis(100);
 
+    /// As the entry records a request: `may_keep` first, then the record.
+    fn record(part: &RecentTraces, f: Finished) {
+        if part.may_keep(f.duration, f.error_type.is_some(), f.at_ms) {
+            part.finished(f, WINDOW);
+        }
+    }
+
     fn id(n: u128) -> Option<TraceId> {
         Some(TraceId::from(n + 1))
     }
@@ -320,7 +335,8 @@ mod tests {
     fn a_flood_of_failures_keeps_at_most_the_last_few() {
         let part = RecentTraces::new(FLOOR);
         for n in 0..10_000u128 {
-            part.finished(
+            record(
+                &part,
                 Finished {
                     trace_id: id(n),
                     duration: Duration::from_millis(5),
@@ -328,7 +344,6 @@ mod tests {
                     error_type: Some(Cow::Borrowed("503")),
                     at_ms: u64::try_from(n).unwrap(),
                 },
-                WINDOW,
             );
         }
         let failed = part.failed(&time(10_000), None);
@@ -351,12 +366,12 @@ mod tests {
     fn fast_successes_record_nothing() {
         let part = RecentTraces::new(FLOOR);
         for n in 0..1000 {
-            part.finished(ok(n, 99, 10), WINDOW);
+            record(&part, ok(n, 99, 10));
         }
         assert_eq!(part.recorded(), 0);
         assert!(part.slowest(&time(10), None).is_empty());
         assert!(part.failed(&time(10), None).is_empty());
-        part.finished(ok(5000, 101, 10), WINDOW);
+        record(&part, ok(5000, 101, 10));
         assert_eq!(part.recorded(), 1);
     }
 
@@ -366,7 +381,7 @@ mod tests {
         // 1000 slow requests, durations shuffled: 101 ms ... 1100 ms.
         for n in 0..1000u64 {
             let ms = 101 + (n * 389) % 1000;
-            part.finished(ok(u128::from(ms), ms, 100 + n), WINDOW);
+            record(&part, ok(u128::from(ms), ms, 100 + n));
         }
         let slowest = part.slowest(&time(1100), None);
         let got: Vec<f64> = slowest.iter().map(|r| r.duration_ms).collect();
@@ -375,18 +390,18 @@ mod tests {
         // Once every slot is taken, a request faster than the fastest kept is not recorded.
         let before = part.recorded();
         assert!((8..1000).contains(&before), "recorded {before}");
-        part.finished(ok(9999, 500, 1200), WINDOW);
+        record(&part, ok(9999, 500, 1200));
         assert_eq!(part.recorded(), before);
     }
 
     #[test]
     fn the_slowest_leave_with_the_window() {
         let part = RecentTraces::new(FLOOR);
-        part.finished(ok(1, 900, 0), WINDOW);
+        record(&part, ok(1, 900, 0));
         assert_eq!(part.slowest(&time(WINDOW), None).len(), 1);
         assert!(part.slowest(&time(WINDOW + 1), None).is_empty());
         // A later, less slow request now gets in.
-        part.finished(ok(2, 200, WINDOW + 5), WINDOW);
+        record(&part, ok(2, 200, WINDOW + 5));
         let slowest = part.slowest(&time(WINDOW + 5), None);
         assert_eq!(slowest.len(), 1);
         assert_eq!(slowest[0].trace_id, TraceId::from(3u128).to_string());
@@ -397,7 +412,7 @@ mod tests {
         let part = RecentTraces::new(FLOOR);
         let mut f = ok(1, 900, 0);
         f.trace_id = None;
-        part.finished(f, WINDOW);
+        record(&part, f);
         assert_eq!(part.recorded(), 0);
     }
 
