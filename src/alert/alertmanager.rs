@@ -250,3 +250,62 @@ impl fmt::Debug for AlertmanagerTask {
         f.debug_struct("AlertmanagerTask").finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Instant, SystemTime};
+
+    use super::{AlertEvent, AlertmanagerSink};
+    use crate::alert::{AlertKind, AlertState};
+    use crate::stats::TraceRef;
+    use crate::tenant::TenantId;
+
+    fn event(traces: Vec<TraceRef>) -> AlertEvent {
+        let now = Instant::now();
+        AlertEvent {
+            tenant: TenantId::parse("acme").unwrap(),
+            tier: "premium".into(),
+            kind: AlertKind::SuccessRate,
+            slo: None,
+            state: AlertState::Firing,
+            readings: Vec::new(),
+            since: now,
+            at: now,
+            traces,
+        }
+    }
+
+    fn trace(id: &str, url: Option<&str>) -> TraceRef {
+        TraceRef {
+            trace_id: id.into(),
+            duration_ms: 12.0,
+            status: Some(503),
+            error_type: Some("503".into()),
+            at_unix_ms: 1,
+            url: url.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn trace_annotations_follow_the_events_traces() {
+        let sink = AlertmanagerSink::new("http://am", "svc");
+        let alert = |e: &AlertEvent| sink.alert(e, SystemTime::now(), Instant::now());
+        let none = alert(&event(Vec::new()));
+        assert!(none["annotations"].get("trace_ids").is_none(), "{none}");
+        assert!(none["annotations"].get("trace_url").is_none(), "{none}");
+
+        let ids_only = alert(&event(vec![trace("aa", None), trace("bb", None)]));
+        assert_eq!(ids_only["annotations"]["trace_ids"], "aa\nbb");
+        assert!(ids_only["annotations"].get("trace_urls").is_none());
+
+        let linked = alert(&event(vec![
+            trace("aa", Some("http://j/trace/aa")),
+            trace("bb", Some("http://j/trace/bb")),
+        ]));
+        assert_eq!(linked["annotations"]["trace_url"], "http://j/trace/aa");
+        assert_eq!(
+            linked["annotations"]["trace_urls"],
+            "http://j/trace/aa\nhttp://j/trace/bb"
+        );
+    }
+}

@@ -362,6 +362,38 @@ mod tests {
         assert_eq!(part.recorded(), 10_000);
     }
 
+    /// Threads failing and crawling at once: every slot holds a whole record, and no more than
+    /// the bound is kept.
+    #[test]
+    fn concurrent_floods_stay_bounded() {
+        let part = RecentTraces::new(FLOOR);
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let part = &part;
+                s.spawn(move || {
+                    for n in 0..5_000u64 {
+                        let k = u128::from(t * 100_000 + n);
+                        let mut f = ok(k, 101 + (n * 7919 + t) % 5_000, n);
+                        if n % 2 == 0 {
+                            f.error_type = Some(Cow::Borrowed("500"));
+                            f.status = Some(500);
+                        }
+                        record(part, f);
+                    }
+                });
+            }
+        });
+        let failed = part.failed(&time(5_000), None);
+        let slowest = part.slowest(&time(5_000), None);
+        assert_eq!(failed.len(), TRACE_REFS);
+        assert_eq!(slowest.len(), TRACE_REFS);
+        assert!(failed.iter().all(|r| r.status == Some(500)));
+        // The slowest kept are all from the top of the 101..5100 ms range.
+        let least = slowest.last().unwrap().duration_ms;
+        assert!((4_000.0..=5_100.0).contains(&least), "{least}");
+        assert!(part.recorded() <= 20_000, "{}", part.recorded());
+    }
+
     #[test]
     fn fast_successes_record_nothing() {
         let part = RecentTraces::new(FLOOR);
