@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use tenant_otel::alert::AlertEvent;
 use tenant_otel::query::QueryOutcome;
 use tenant_otel::view::TenantView;
-use tenant_otel::{Telemetry, Tenant, TenantInfo};
+use tenant_otel::{Telemetry, Tenant, TenantInfo, TenantRegistry};
 use tracing::Instrument;
 
 #[derive(Parser)]
@@ -56,6 +56,11 @@ struct Args {
     /// `traceparent` and baggage (the tenant) passed on; without one, retrieval is simulated.
     #[arg(long)]
     vector_store: Option<String>,
+    /// Where a trace is shown: a Jaeger UI base URL (links `{URL}/trace/{trace_id}`) or a URL
+    /// with `{trace_id}` in it; `/tenants/{id}` then links each recent failed and slowest
+    /// request to its trace (default: `$TENANT_OTEL_TRACE_URL`, else ids without links).
+    #[arg(long)]
+    trace_url: Option<String>,
 }
 
 /// The HTTP client of downstream calls (`reqwest`, through `reqwest-middleware`): each call gets
@@ -223,6 +228,9 @@ struct TenantReport {
     requests: u64,
     sla: Vec<tenant_otel::view::SloStatus>,
     firing_alerts: Vec<AlertReport>,
+    /// The tenant's last failed requests and slowest of the window, with their trace links.
+    recent_failures: Vec<tenant_otel::view::TraceRef>,
+    slowest: Vec<tenant_otel::view::TraceRef>,
 }
 
 #[derive(Serialize)]
@@ -253,6 +261,8 @@ fn report(view: TenantView, alerts: Vec<AlertEvent>) -> TenantReport {
             })
             .collect(),
         sla: view.sla,
+        recent_failures: view.recent_failures,
+        slowest: view.slowest,
         tenant: view.tenant,
     }
 }
@@ -295,6 +305,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let telemetry = std::sync::Arc::new(
         Telemetry::builder()
             .service_name(service_name)
+            .registry(match &args.trace_url {
+                Some(url) => TenantRegistry::builder().trace_url(url.as_str()),
+                None => TenantRegistry::builder(),
+            })
             .prometheus_endpoint()
             .init()?,
     );

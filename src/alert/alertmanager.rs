@@ -172,6 +172,7 @@ impl AlertmanagerSink {
         if let Some(url) = &self.generator_url {
             alert["generatorURL"] = serde_json::Value::String(url.clone());
         }
+        add_trace_annotations(&mut alert["annotations"], e);
         alert
     }
 }
@@ -186,6 +187,22 @@ fn alert_name(kind: AlertKind) -> &'static str {
         AlertKind::Latency => "TenantLatencyP99High",
         AlertKind::Quota => "TenantQuotaNearlyExhausted",
         AlertKind::NoisyNeighbor => "TenantMonopolizingInflight",
+    }
+}
+
+/// The tenant's recent traces as annotations (strings, as Alertmanager wants them):
+/// `trace_ids` and, when a trace URL is configured, `trace_urls` (one a line) and the first
+/// link alone as `trace_url`, for templates and receivers that show one.
+fn add_trace_annotations(annotations: &mut serde_json::Value, e: &AlertEvent) {
+    if e.traces.is_empty() {
+        return;
+    }
+    let ids: Vec<&str> = e.traces.iter().map(|t| t.trace_id.as_str()).collect();
+    annotations["trace_ids"] = ids.join("\n").into();
+    let urls: Vec<&str> = e.traces.iter().filter_map(|t| t.url.as_deref()).collect();
+    if let Some(first) = urls.first() {
+        annotations["trace_url"] = (*first).into();
+        annotations["trace_urls"] = urls.join("\n").into();
     }
 }
 
@@ -231,5 +248,64 @@ impl Drop for AlertmanagerTask {
 impl fmt::Debug for AlertmanagerTask {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AlertmanagerTask").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Instant, SystemTime};
+
+    use super::{AlertEvent, AlertmanagerSink};
+    use crate::alert::{AlertKind, AlertState};
+    use crate::stats::TraceRef;
+    use crate::tenant::TenantId;
+
+    fn event(traces: Vec<TraceRef>) -> AlertEvent {
+        let now = Instant::now();
+        AlertEvent {
+            tenant: TenantId::parse("acme").unwrap(),
+            tier: "premium".into(),
+            kind: AlertKind::SuccessRate,
+            slo: None,
+            state: AlertState::Firing,
+            readings: Vec::new(),
+            since: now,
+            at: now,
+            traces,
+        }
+    }
+
+    fn trace(id: &str, url: Option<&str>) -> TraceRef {
+        TraceRef {
+            trace_id: id.into(),
+            duration_ms: 12.0,
+            status: Some(503),
+            error_type: Some("503".into()),
+            at_unix_ms: 1,
+            url: url.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn trace_annotations_follow_the_events_traces() {
+        let sink = AlertmanagerSink::new("http://am", "svc");
+        let alert = |e: &AlertEvent| sink.alert(e, SystemTime::now(), Instant::now());
+        let none = alert(&event(Vec::new()));
+        assert!(none["annotations"].get("trace_ids").is_none(), "{none}");
+        assert!(none["annotations"].get("trace_url").is_none(), "{none}");
+
+        let ids_only = alert(&event(vec![trace("aa", None), trace("bb", None)]));
+        assert_eq!(ids_only["annotations"]["trace_ids"], "aa\nbb");
+        assert!(ids_only["annotations"].get("trace_urls").is_none());
+
+        let linked = alert(&event(vec![
+            trace("aa", Some("http://j/trace/aa")),
+            trace("bb", Some("http://j/trace/bb")),
+        ]));
+        assert_eq!(linked["annotations"]["trace_url"], "http://j/trace/aa");
+        assert_eq!(
+            linked["annotations"]["trace_urls"],
+            "http://j/trace/aa\nhttp://j/trace/bb"
+        );
     }
 }

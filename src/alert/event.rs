@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Instant;
 
-use crate::stats::Sli;
+use crate::stats::{Sli, TraceRef};
 use crate::tenant::TenantId;
 
 /// The rule an alert comes from, as the `alert` attribute of `tenant.alerts` names it.
@@ -221,6 +221,11 @@ pub struct AlertEvent {
     pub since: Instant,
     /// When this event was decided, on the registry's clock.
     pub at: Instant,
+    /// The tenant's recent sampled traces worth a look: its last failed requests (newest
+    /// first), then its slowest of the sliding window (slowest first); each with its link when
+    /// a trace URL is configured
+    /// ([`trace_url`](crate::TenantRegistryBuilder::trace_url)).
+    pub traces: Vec<TraceRef>,
 }
 
 impl AlertEvent {

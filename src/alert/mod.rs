@@ -201,6 +201,7 @@ impl AlertEngine {
                 !resolved
             });
         }
+        add_traces(&engine.registry, &mut events);
         let counter = &engine.registry.shared().operator.alerts;
         for e in &events {
             engine.sinks.deliver(e, counter);
@@ -215,6 +216,7 @@ impl AlertEngine {
             .iter()
             .map(|(key, a)| event(key, a, AlertState::Firing, now))
             .collect();
+        add_traces(&self.inner.registry, &mut out);
         out.sort_by(|a, b| (&a.tenant, a.kind).cmp(&(&b.tenant, b.kind)));
         out
     }
@@ -263,6 +265,19 @@ fn event(key: &Key, a: &Active, state: AlertState, at: Instant) -> AlertEvent {
         readings: a.readings.clone(),
         since: a.since,
         at,
+        traces: Vec::new(),
+    }
+}
+
+/// Gives each event its tenant's recent trace references: failed requests first, then the
+/// slowest. Read outside the engine's lock.
+fn add_traces(registry: &TenantRegistry, events: &mut [AlertEvent]) {
+    for e in events {
+        if let Some(entry) = registry.entry_for_label(e.tenant.as_str()) {
+            let (mut failed, slowest) = entry.trace_refs();
+            failed.extend(slowest);
+            e.traces = failed;
+        }
     }
 }
 

@@ -36,6 +36,8 @@ pub(crate) struct Outcome<'a> {
     pub(crate) duration: Duration,
     /// When it ended (one clock reading serves the duration and the sliding window).
     pub(crate) end: Instant,
+    /// Its trace, if the sampler kept it: what the tenant's recent trace references point at.
+    pub(crate) trace_id: Option<opentelemetry::trace::TraceId>,
 }
 
 /// What a finished request's duration series is keyed on, all small and `Copy` so a lookup

@@ -201,6 +201,7 @@ impl InFlight {
         }
         let req = &self.req;
         if req.recorded {
+            let sc = span.span_context();
             req.tenant.entry().request_finished(&Outcome {
                 method: req.method,
                 route: req.route.as_ref().map(|r| &*r.name),
@@ -210,6 +211,7 @@ impl InFlight {
                 failure,
                 duration: end.saturating_duration_since(req.start),
                 end,
+                trace_id: (sc.is_sampled() && sc.is_valid()).then(|| sc.trace_id()),
             });
         }
         span.end();

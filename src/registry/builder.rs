@@ -7,12 +7,12 @@ use std::time::Duration;
 use opentelemetry::metrics::{Meter, MeterProvider};
 
 use super::entry::TenantEntry;
-use super::shared::{Instruments, Shared};
+use super::shared::{Instruments, Shared, TraceSettings};
 use super::{Hasher, Inner, TenantRegistry, DEFAULT_MAX_TENANTS, DEFAULT_WINDOW};
 use crate::instruments::{
     register_observers, scope, HttpInstruments, OperatorInstruments, QueryInstruments,
 };
-use crate::stats::{Clock, Objective, Slo, SloPolicy, MAX_COMPLIANCE_DAYS};
+use crate::stats::{Clock, Objective, Slo, SloPolicy, TraceUrl, MAX_COMPLIANCE_DAYS};
 use crate::tenant::{TenantId, OVERFLOW_TENANT, UNKNOWN_TENANT};
 
 /// Builds a [`TenantRegistry`].
@@ -26,7 +26,15 @@ pub struct TenantRegistryBuilder {
     reclaim_after: Option<Duration>,
     slo: SloPolicy,
     clock: Clock,
+    trace_url: Option<String>,
+    slow_trace_floor: Duration,
 }
+
+/// The environment variable a trace URL is read from when the builder sets none.
+pub(crate) const TRACE_URL_ENV: &str = "TENANT_OTEL_TRACE_URL";
+
+/// The default of [`TenantRegistryBuilder::slow_trace_floor`].
+pub(crate) const DEFAULT_SLOW_TRACE_FLOOR: Duration = Duration::from_millis(500);
 
 impl Default for TenantRegistryBuilder {
     fn default() -> Self {
@@ -38,6 +46,8 @@ impl Default for TenantRegistryBuilder {
             reclaim_after: None,
             slo: SloPolicy::default(),
             clock: Clock::system(),
+            trace_url: None,
+            slow_trace_floor: DEFAULT_SLOW_TRACE_FLOOR,
         }
     }
 }
@@ -178,6 +188,30 @@ impl TenantRegistryBuilder {
         self
     }
 
+    /// Where the trace of a tenant's recent failed or slowest request is shown, for the links
+    /// of the view (`/tenants/{id}`) and of alert events: a URL with a `{trace_id}`
+    /// placeholder (Tempo in Grafana, any UI), or a Jaeger UI base URL, which links to
+    /// `{base}/trace/{trace_id}`. Default: the `TENANT_OTEL_TRACE_URL` environment variable
+    /// when set, else no links (the trace ids are still given).
+    ///
+    /// ```
+    /// use tenant_otel::TenantRegistry;
+    ///
+    /// let registry = TenantRegistry::builder().trace_url("http://localhost:16686").build();
+    /// # let _ = registry;
+    /// ```
+    pub fn trace_url(mut self, url: impl Into<String>) -> Self {
+        self.trace_url = Some(url.into());
+        self
+    }
+
+    /// A successful request must take longer than this to be among a tenant's slowest recent
+    /// requests (default 500 ms): a fast one records nothing. Failed requests are always kept.
+    pub fn slow_trace_floor(mut self, floor: Duration) -> Self {
+        self.slow_trace_floor = floor;
+        self
+    }
+
     /// The cap the registry will have: [`max_tenants`](Self::max_tenants), or the allowlist's
     /// length if that is longer.
     pub(crate) fn effective_max_tenants(&self) -> usize {
@@ -207,6 +241,14 @@ impl TenantRegistryBuilder {
                 operator: OperatorInstruments::new(&meter),
             },
             self.reclaim_after,
+            TraceSettings {
+                url: self
+                    .trace_url
+                    .clone()
+                    .or_else(|| std::env::var(TRACE_URL_ENV).ok())
+                    .and_then(|u| TraceUrl::new(&u)),
+                slow_floor: self.slow_trace_floor,
+            },
         ));
         let label = |name| TenantEntry::new(TenantId::from_validated(name), true, &shared);
         let max_tenants = self.effective_max_tenants();

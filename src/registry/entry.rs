@@ -13,10 +13,10 @@ use opentelemetry::baggage::BaggageExt;
 use opentelemetry::{Context, KeyValue};
 
 use super::life::Life;
-use super::shared::Shared;
+use super::shared::{millis, Shared};
 use crate::instruments::{InfoPart, Outcome, QueryPart, ServerSeries};
 use crate::protect::TenantGuard;
-use crate::stats::{Slo, TenantStats};
+use crate::stats::{Finished, RecentTraces, RefTime, Slo, TenantStats, TraceRef};
 use crate::tenant::{TenantId, TENANT_ID_KEY};
 
 /// Everything prepared once for one metric label.
@@ -44,6 +44,8 @@ pub(crate) struct TenantEntry {
     pub(crate) queries: QueryPart,
     /// Registered metadata, `tenant.info`.
     pub(crate) info: InfoPart,
+    /// Recent trace ids of failed and slowest requests (the view, alerts).
+    pub(crate) traces: RecentTraces,
 }
 
 /// The request's tenant in its context.
@@ -81,6 +83,7 @@ impl TenantEntry {
             guard: TenantGuard::new(shared_label),
             queries: QueryPart::default(),
             info: InfoPart::default(),
+            traces: RecentTraces::new(shared.traces.slow_floor),
         })
     }
 
@@ -135,6 +138,18 @@ impl TenantEntry {
         }
     }
 
+    /// The tenant's recent failed requests (newest first) and slowest of the window (slowest
+    /// first), with links when a trace URL is configured.
+    pub(crate) fn trace_refs(&self) -> (Vec<TraceRef>, Vec<TraceRef>) {
+        let at = RefTime {
+            now_ms: self.shared.now_ms(),
+            window_ms: self.shared.window_ms(),
+            wall: std::time::SystemTime::now(),
+        };
+        let url = self.shared.traces.url.as_ref();
+        (self.traces.failed(&at, url), self.traces.slowest(&at, url))
+    }
+
     /// Nothing in flight and not active for `idle_ms`.
     pub(super) fn is_idle(&self, now_ms: u64, idle_ms: u64) -> bool {
         self.stats.is_quiet() && self.life.is_idle(now_ms, idle_ms)
@@ -146,17 +161,33 @@ impl TenantEntry {
         self.stats.request_started();
     }
 
-    /// A request ended: its duration series, statistics and SLA window.
+    /// A request ended: its duration series, statistics, SLA window, and for a failed or slow
+    /// one its trace reference.
     pub(crate) fn request_finished(&self, o: &Outcome<'_>) {
+        let since_epoch = self.shared.since_epoch(o.end);
+        let failed = o.failure.is_failure();
         self.stats.request_finished(
             o.duration,
-            o.failure.is_failure(),
+            failed,
             o.failure.spends_budget(),
             o.end,
-            self.shared.secs(o.end),
+            since_epoch.as_secs(),
         );
         self.touch();
         self.server.finished(&self.shared.http, &self.kv, o);
+        let at_ms = millis(since_epoch);
+        if self.traces.may_keep(o.duration, failed, at_ms) {
+            self.traces.finished(
+                Finished {
+                    trace_id: o.trace_id,
+                    duration: o.duration,
+                    status: o.status.map(|s| s.as_u16()),
+                    error_type: o.failure.error_type(o.status),
+                    at_ms,
+                },
+                self.shared.window_ms(),
+            );
+        }
     }
 }
 
@@ -196,6 +227,7 @@ mod tests {
                     failure: Failure::classify(status, None, End::Completed),
                     duration: Duration::from_millis(1),
                     end: registry.now(),
+                    trace_id: None,
                 });
                 finished += 1;
             }

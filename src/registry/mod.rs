@@ -374,6 +374,7 @@ impl TenantRegistry {
             ),
             duration,
             end: entry.shared().now(),
+            trace_id: None,
         });
     }
 }

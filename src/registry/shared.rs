@@ -12,7 +12,7 @@ use opentelemetry::KeyValue;
 use super::routes::RouteTable;
 use crate::instruments::{semconv, HttpInstruments, OperatorInstruments, QueryInstruments};
 use crate::protect::ShedReason;
-use crate::stats::{Clock, SloPolicy};
+use crate::stats::{Clock, SloPolicy, TraceUrl};
 
 /// Shared by a registry and all its entries.
 pub(crate) struct Shared {
@@ -34,6 +34,17 @@ pub(crate) struct Shared {
     pub(super) reclaim_after: Option<Duration>,
     /// Metric collections so far (by any reader).
     collections: AtomicU64,
+    /// Which traces the entries keep references to, and where they link.
+    pub(crate) traces: TraceSettings,
+}
+
+/// The settings of the entries' recent trace references.
+#[derive(Debug, Clone)]
+pub(crate) struct TraceSettings {
+    /// Where a trace is shown, if anywhere.
+    pub(crate) url: Option<TraceUrl>,
+    /// A successful request must be slower than this to be among a tenant's slowest.
+    pub(crate) slow_floor: Duration,
 }
 
 /// The instruments a registry records into.
@@ -50,6 +61,7 @@ impl Shared {
         slo: SloPolicy,
         instruments: Instruments,
         reclaim_after: Option<Duration>,
+        traces: TraceSettings,
     ) -> Self {
         Shared {
             epoch: clock.now(),
@@ -62,6 +74,7 @@ impl Shared {
             routes: RouteTable::default(),
             reclaim_after,
             collections: AtomicU64::new(0),
+            traces,
         }
     }
 
@@ -72,13 +85,27 @@ impl Shared {
 
     /// Seconds from the registry's epoch to `at`: the time SLO buckets are kept in.
     pub(crate) fn secs(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.epoch).as_secs()
+        self.since_epoch(at).as_secs()
+    }
+
+    /// The time from the registry's epoch to `at` (one reading serves seconds and milliseconds).
+    pub(crate) fn since_epoch(&self, at: Instant) -> Duration {
+        at.saturating_duration_since(self.epoch)
     }
 
     /// Milliseconds from the registry's epoch to now: the time activity is noted in.
-    pub(super) fn now_ms(&self) -> u64 {
-        let elapsed = self.clock.now().saturating_duration_since(self.epoch);
-        u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.ms(self.clock.now())
+    }
+
+    /// Milliseconds from the registry's epoch to `at`.
+    pub(crate) fn ms(&self, at: Instant) -> u64 {
+        millis(self.since_epoch(at))
+    }
+
+    /// The statistics' sliding window, in milliseconds.
+    pub(crate) fn window_ms(&self) -> u64 {
+        u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX)
     }
 
     /// The compliance window of the error budget, in days.
@@ -120,6 +147,11 @@ impl Shared {
             ],
         );
     }
+}
+
+/// A time from the epoch in milliseconds, as activity and trace references keep it.
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl fmt::Debug for Shared {

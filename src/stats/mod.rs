@@ -14,11 +14,14 @@ mod share;
 mod slo;
 mod snapshot;
 mod tenant;
+mod traces;
 
 pub use clock::Clock;
 pub use objective::{InvalidObjective, LatencyObjective, Objective, Slo, MAX_COMPLIANCE_DAYS};
 pub use slo::Sli;
 pub use snapshot::{StatsSnapshot, WindowSnapshot};
+pub use traces::TraceRef;
+pub(crate) use traces::{Finished, RecentTraces, RefTime, TraceUrl};
 
 pub(crate) use objective::SloPolicy;
 pub(crate) use share::{noisy_neighbors, shares, NoisyRule};

@@ -22,4 +22,4 @@ pub use model::{Aggregate, PlatformSummary, PlatformView, SloStatus, TenantView}
 #[cfg(feature = "prometheus")]
 pub use prometheus::{prometheus_response, prometheus_router};
 
-pub use crate::stats::{StatsSnapshot, WindowSnapshot};
+pub use crate::stats::{StatsSnapshot, TraceRef, WindowSnapshot};

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::registry::{TenantEntry, TenantRegistry};
-use crate::stats::{mean, success_rate, Sli, StatsSnapshot, WINDOWS};
+use crate::stats::{mean, success_rate, Sli, StatsSnapshot, TraceRef, WINDOWS};
 use crate::tenant::{TenantInfo, OVERFLOW_TENANT, UNKNOWN_TENANT};
 
 /// Every tenant beside the platform aggregate, from [`TenantRegistry::view`].
@@ -93,6 +93,11 @@ pub struct TenantView {
     pub quota: BTreeMap<String, f64>,
     /// Where the tenant stands against each of its objectives.
     pub sla: Vec<SloStatus>,
+    /// Its last few failed requests whose trace was sampled, newest first.
+    pub recent_failures: Vec<TraceRef>,
+    /// Its slowest sampled requests of the sliding window (over the registry's
+    /// [`slow_trace_floor`](crate::TenantRegistryBuilder::slow_trace_floor)), slowest first.
+    pub slowest: Vec<TraceRef>,
 }
 
 /// One objective of one tenant: its target, the error budget left over the compliance window,
@@ -116,7 +121,10 @@ pub struct SloStatus {
 
 impl TenantView {
     fn of(registry: &TenantRegistry, entry: &TenantEntry, now: Instant) -> Self {
+        let (recent_failures, slowest) = entry.trace_refs();
         TenantView {
+            recent_failures,
+            slowest,
             tenant: entry.id().as_str().to_owned(),
             info: entry.info.info(),
             requests: entry.stats.requests.snapshot(now),
