@@ -5,12 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry::metrics::{Meter, MeterProvider};
+use opentelemetry::trace::TracerProvider;
 
 use super::entry::TenantEntry;
 use super::shared::{Instruments, Shared};
 use super::{Hasher, Inner, TenantRegistry, DEFAULT_MAX_TENANTS, DEFAULT_WINDOW};
+use crate::cost::{Currency, PriceTable, Prices};
+use crate::instruments::genai::latest_from_env;
 use crate::instruments::{
-    register_observers, scope, HttpInstruments, OperatorInstruments, QueryInstruments,
+    register_observers, scope, GenAiInstruments, HttpInstruments, OperatorInstruments,
+    QueryInstruments,
 };
 use crate::stats::{Clock, Objective, Slo, SloPolicy, MAX_COMPLIANCE_DAYS};
 use crate::tenant::{TenantId, OVERFLOW_TENANT, UNKNOWN_TENANT};
@@ -26,6 +30,7 @@ pub struct TenantRegistryBuilder {
     reclaim_after: Option<Duration>,
     slo: SloPolicy,
     clock: Clock,
+    prices: Option<Prices>,
 }
 
 impl Default for TenantRegistryBuilder {
@@ -38,6 +43,7 @@ impl Default for TenantRegistryBuilder {
             reclaim_after: None,
             slo: SloPolicy::default(),
             clock: Clock::system(),
+            prices: None,
         }
     }
 }
@@ -191,12 +197,38 @@ impl TenantRegistryBuilder {
         self.reclaim_after.is_some()
     }
 
+    /// The model prices the query API's LLM calls are costed at
+    /// ([`TenantRegistry::record_llm_call`]); keep a clone to replace the table while the
+    /// service runs. Costs are kept and exported in this table's currency. Without prices,
+    /// only the costs providers report are counted, and every model is `_OTHER` in metrics.
+    ///
+    /// ```
+    /// use tenant_otel::TenantRegistry;
+    /// use tenant_otel::cost::{Currency, ModelPrice, PriceTable, Prices};
+    ///
+    /// let prices = Prices::new(
+    ///     PriceTable::new(Currency::USD).model("gpt-4o-mini", ModelPrice::per_million("0.15", "0.60")?),
+    /// );
+    /// let registry = TenantRegistry::builder().prices(prices.clone()).build();
+    /// assert_eq!(registry.prices().current().len(), 1);
+    /// # Ok::<(), tenant_otel::cost::InvalidPrice>(())
+    /// ```
+    pub fn prices(mut self, prices: Prices) -> Self {
+        self.prices = Some(prices);
+        self
+    }
+
     /// Builds the registry.
     pub fn build(self) -> TenantRegistry {
         let meter = self
             .meter
             .clone()
             .unwrap_or_else(|| opentelemetry::global::meter_with_scope(scope()));
+        let prices = self
+            .prices
+            .clone()
+            .unwrap_or_else(|| Prices::new(PriceTable::new(Currency::USD)));
+        let currency = prices.current().currency();
         let shared = Arc::new(Shared::new(
             self.clock.clone(),
             self.window,
@@ -205,8 +237,11 @@ impl TenantRegistryBuilder {
                 http: HttpInstruments::new(&meter),
                 query: QueryInstruments::new(&meter),
                 operator: OperatorInstruments::new(&meter),
+                genai: GenAiInstruments::new(&meter, currency, latest_from_env()),
+                tracer: opentelemetry::global::tracer_provider().tracer_with_scope(scope()),
             },
             self.reclaim_after,
+            prices,
         ));
         let label = |name| TenantEntry::new(TenantId::from_validated(name), true, &shared);
         let max_tenants = self.effective_max_tenants();

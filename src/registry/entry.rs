@@ -2,7 +2,7 @@
 //!
 //! The entry owns no capability's state itself. Each part is a type of the module that uses it
 //! (`ServerSeries` in `instruments` for the layer, `TenantStats` in `stats`, `TenantGuard` in
-//! `protect`, `QueryPart` and `InfoPart` in `instruments` for the query API), with its own
+//! `protect`, `QueryPart`, `InfoPart` and `GenAiPart` in `instruments` for the query API), with its own
 //! operations; the entry holds one of each, and composes them where one event touches several
 //! (a request that starts or ends).
 
@@ -14,7 +14,7 @@ use opentelemetry::{Context, KeyValue};
 
 use super::life::Life;
 use super::shared::Shared;
-use crate::instruments::{InfoPart, Outcome, QueryPart, ServerSeries};
+use crate::instruments::{GenAiPart, InfoPart, Outcome, QueryPart, ServerSeries};
 use crate::protect::TenantGuard;
 use crate::stats::{Slo, TenantStats};
 use crate::tenant::{TenantId, TENANT_ID_KEY};
@@ -44,6 +44,8 @@ pub(crate) struct TenantEntry {
     pub(crate) queries: QueryPart,
     /// Registered metadata, `tenant.info`.
     pub(crate) info: InfoPart,
+    /// GenAI series and cost by model (the query API's LLM calls).
+    pub(crate) genai: GenAiPart,
 }
 
 /// The request's tenant in its context.
@@ -81,6 +83,7 @@ impl TenantEntry {
             guard: TenantGuard::new(shared_label),
             queries: QueryPart::default(),
             info: InfoPart::default(),
+            genai: GenAiPart::default(),
         })
     }
 

@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 use opentelemetry::KeyValue;
 
 use super::routes::RouteTable;
-use crate::instruments::{semconv, HttpInstruments, OperatorInstruments, QueryInstruments};
+use crate::cost::Prices;
+use crate::instruments::{
+    semconv, GenAiInstruments, HttpInstruments, OperatorInstruments, QueryInstruments,
+};
 use crate::protect::ShedReason;
 use crate::stats::{Clock, SloPolicy};
 
@@ -27,6 +30,12 @@ pub(crate) struct Shared {
     pub(crate) http: HttpInstruments,
     pub(crate) query: QueryInstruments,
     pub(crate) operator: OperatorInstruments,
+    pub(crate) genai: GenAiInstruments,
+    /// The tracer of the query API's LLM call spans: the global provider's when the registry
+    /// was built, as the layer takes it, so a call makes no tracer.
+    pub(crate) tracer: opentelemetry::global::BoxedTracer,
+    /// The model prices GenAI calls are costed at, replaceable at run time.
+    pub(crate) prices: Prices,
     /// Route templates and gRPC methods seen so far, each with a small id for series keys; the
     /// shared string is reused for every span's `http.route` or `rpc.method`.
     pub(crate) routes: RouteTable,
@@ -41,6 +50,8 @@ pub(super) struct Instruments {
     pub(super) http: HttpInstruments,
     pub(super) query: QueryInstruments,
     pub(super) operator: OperatorInstruments,
+    pub(super) genai: GenAiInstruments,
+    pub(super) tracer: opentelemetry::global::BoxedTracer,
 }
 
 impl Shared {
@@ -50,6 +61,7 @@ impl Shared {
         slo: SloPolicy,
         instruments: Instruments,
         reclaim_after: Option<Duration>,
+        prices: Prices,
     ) -> Self {
         Shared {
             epoch: clock.now(),
@@ -59,6 +71,9 @@ impl Shared {
             http: instruments.http,
             query: instruments.query,
             operator: instruments.operator,
+            genai: instruments.genai,
+            tracer: instruments.tracer,
+            prices,
             routes: RouteTable::default(),
             reclaim_after,
             collections: AtomicU64::new(0),
