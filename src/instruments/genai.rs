@@ -9,6 +9,7 @@ use std::time::Duration;
 use opentelemetry::metrics::{BoundCounter, BoundHistogram, Counter, Histogram, Meter};
 use opentelemetry::{Key, KeyValue, Value};
 
+use super::spend::{ModelTotals, Period, Sums, Within};
 use super::{names, semconv};
 use crate::cost::{Currency, TokenUsage};
 
@@ -236,6 +237,9 @@ pub(crate) struct Recorded<'a> {
     pub(crate) duration: Option<Duration>,
     /// Picos in the instruments' currency, and where they came from.
     pub(crate) cost: Option<(u64, CostSource)>,
+    /// The UTC day and month of the call, numbered from 1 (see [`crate::cost`]'s calendar).
+    pub(crate) day: u64,
+    pub(crate) month: u64,
 }
 
 /// One tenant's series of one operation of one model, bound on first use.
@@ -264,18 +268,6 @@ impl Bound {
     }
 }
 
-/// Totals of one tenant's calls of one model since the process started.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ModelTotals {
-    pub(crate) calls: u64,
-    pub(crate) input_tokens: u64,
-    pub(crate) output_tokens: u64,
-    /// Exact cost, in picos, reported by the provider.
-    pub(crate) provider_picos: u128,
-    /// Exact cost, in picos, worked out from the price table.
-    pub(crate) local_picos: u128,
-}
-
 /// One tenant's series and cost of one model.
 #[derive(Debug)]
 struct ModelSeries {
@@ -285,34 +277,11 @@ struct ModelSeries {
     cost: BoundCounter<u64>,
     /// Picos not yet exported: below one minor unit once a call's addition settles.
     pending: AtomicU64,
-    calls: AtomicU64,
-    input_tokens: AtomicU64,
-    output_tokens: AtomicU64,
-    provider_picos: Picos,
-    local_picos: Picos,
-}
-
-/// An exact sum of picos in two words (a month of a large tenant's spending passes `u64`'s
-/// $18 million), added to without a lock.
-#[derive(Debug, Default)]
-struct Picos {
-    /// Whole units of 2⁶⁴ picos carried out of `low`.
-    high: AtomicU64,
-    low: AtomicU64,
-}
-
-impl Picos {
-    fn add(&self, picos: u64) {
-        let before = self.low.fetch_add(picos, Ordering::Relaxed);
-        if before.checked_add(picos).is_none() {
-            self.high.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    fn get(&self) -> u128 {
-        (u128::from(self.high.load(Ordering::Relaxed)) << 64)
-            | u128::from(self.low.load(Ordering::Relaxed))
-    }
+    /// Since start.
+    total: Sums,
+    /// In the current UTC day and month.
+    day: Period,
+    month: Period,
 }
 
 /// One tenant's GenAI series and costs, by model: the table's models in their process slot,
@@ -373,11 +342,9 @@ impl GenAiPart {
                 attributes,
                 ops: [const { OnceLock::new() }; Operation::COUNT],
                 pending: AtomicU64::new(0),
-                calls: AtomicU64::new(0),
-                input_tokens: AtomicU64::new(0),
-                output_tokens: AtomicU64::new(0),
-                provider_picos: Picos::default(),
-                local_picos: Picos::default(),
+                total: Sums::default(),
+                day: Period::default(),
+                month: Period::default(),
             })
         });
         let op = series.ops[call.operation.index()].get_or_init(|| {
@@ -415,41 +382,34 @@ impl GenAiPart {
                 .get_or_init(|| instruments.duration.bind(&op.attributes))
                 .record(duration.as_secs_f64());
         }
-        series.calls.fetch_add(1, Ordering::Relaxed);
-        series
-            .input_tokens
-            .fetch_add(call.usage.input, Ordering::Relaxed);
-        series
-            .output_tokens
-            .fetch_add(call.usage.output, Ordering::Relaxed);
-        if let Some((picos, source)) = call.cost {
-            match source {
-                CostSource::Provider => series.provider_picos.add(picos),
-                CostSource::Local => series.local_picos.add(picos),
-            }
+        let (input, output) = (call.usage.input, call.usage.output);
+        series.total.add(input, output, call.cost);
+        series.day.add(call.day, input, output, call.cost);
+        series.month.add(call.month, input, output, call.cost);
+        if let Some((picos, _)) = call.cost {
             series.accrue(picos, instruments.currency.picos_per_minor_u64());
         }
     }
 
-    /// Totals by model name (`_OTHER` for the rest), for the in-process view.
-    pub(crate) fn totals(&self) -> impl Iterator<Item = (&'static str, ModelTotals)> + '_ {
-        self.models.iter().enumerate().filter_map(|(slot, s)| {
+    /// Totals by model name (`_OTHER` for the rest) of the models with calls `within` a
+    /// period, for the in-process view.
+    pub(crate) fn totals(
+        &self,
+        within: Within,
+    ) -> impl Iterator<Item = (&'static str, ModelTotals)> + '_ {
+        self.models.iter().enumerate().filter_map(move |(slot, s)| {
             let s = s.get()?;
             let name = if slot == MAX_MODELS {
                 semconv::OTHER
             } else {
                 model_name(slot)
             };
-            Some((
-                name,
-                ModelTotals {
-                    calls: s.calls.load(Ordering::Relaxed),
-                    input_tokens: s.input_tokens.load(Ordering::Relaxed),
-                    output_tokens: s.output_tokens.load(Ordering::Relaxed),
-                    provider_picos: s.provider_picos.get(),
-                    local_picos: s.local_picos.get(),
-                },
-            ))
+            let totals = match within {
+                Within::Start => s.total.get(),
+                Within::Day(id) => s.day.get(id),
+                Within::Month(id) => s.month.get(id),
+            };
+            (totals.calls > 0).then_some((name, totals))
         })
     }
 }

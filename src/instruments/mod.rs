@@ -19,6 +19,7 @@ mod operator;
 pub(crate) mod query;
 pub(crate) mod semconv;
 mod server;
+pub(crate) mod spend;
 
 use opentelemetry::InstrumentationScope;
 

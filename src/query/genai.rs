@@ -8,13 +8,14 @@ use opentelemetry::trace::{Span, SpanKind, Tracer};
 use opentelemetry::{Context, KeyValue};
 
 use super::QueryTenant;
-use crate::cost::{Money, Prices, TokenUsage};
+use crate::cost::{Calendar, Money, Prices, TokenUsage};
 use crate::instruments::genai::{
     model_slot, span_name, CostSource, Recorded, GEN_AI_OPERATION_NAME, GEN_AI_PROVIDER_NAME,
     GEN_AI_REQUEST_MODEL, GEN_AI_USAGE_COST_AMOUNT, GEN_AI_USAGE_COST_CURRENCY,
     GEN_AI_USAGE_COST_SOURCE, GEN_AI_USAGE_INPUT_TOKENS, GEN_AI_USAGE_OUTPUT_TOKENS,
 };
 use crate::instruments::semconv;
+use crate::instruments::spend::Within;
 use crate::registry::TenantRegistry;
 use crate::tenant::InvalidTenantId;
 
@@ -142,6 +143,7 @@ impl TenantRegistry {
                 let picos = u64::try_from(c.amount.picos()).unwrap_or(u64::MAX / 2);
                 (picos.min(u64::MAX / 2), c.source)
             });
+        let calendar = Calendar::at(SystemTime::now());
         entry.genai.record(
             &shared.genai,
             entry.key_value(),
@@ -152,6 +154,8 @@ impl TenantRegistry {
                 usage: call.usage,
                 duration: call.duration,
                 cost: kept,
+                day: calendar.day,
+                month: calendar.month,
             },
         );
         entry.touch();
@@ -213,7 +217,7 @@ impl TenantRegistry {
         let currency = entry.shared().genai.currency;
         entry
             .genai
-            .totals()
+            .totals(Within::Start)
             .map(|(model, t)| ModelCost {
                 model,
                 calls: t.calls,
