@@ -172,7 +172,14 @@ fn known_token_streams_cost_exactly_in_process_in_the_counter_and_on_spans() {
     let collected = exporter.get_finished_metrics().unwrap();
     assert_eq!(cost_cents(&collected, "acme", "gpt-4o"), 850); // $8.505
     assert_eq!(cost_cents(&collected, "beta", "gpt-4o-mini"), 251); // $2.514985
+                                                                    // A series that never cost anything is not exported as a zero.
     assert_eq!(cost_cents(&collected, "acme", "_OTHER"), 0);
+    let AggregatedMetrics::U64(MetricData::Sum(cost)) =
+        metric(&collected, "tenant.cost").unwrap().data()
+    else {
+        panic!("tenant.cost is a u64 counter");
+    };
+    assert_eq!(cost.data_points().count(), 2);
     assert_eq!(
         tokens(&collected, "acme", "gpt-4o", "input"),
         (1_000, 1_234_000)

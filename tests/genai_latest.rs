@@ -122,7 +122,8 @@ fn a_known_tenant_and_model_allocate_nothing_beyond_the_span() {
         .prices(prices())
         .build();
     let tenant = registry.resolve("acme").unwrap();
-    let call = LlmCall::new("openai", "gpt-4o-mini", TokenUsage::new(120, 30))
+    // $0.021 a call: the first already binds the `tenant.cost` series.
+    let call = LlmCall::new("openai", "gpt-4o-mini", TokenUsage::new(100_000, 10_000))
         .duration(std::time::Duration::from_millis(300));
     registry.record_llm_call(&tenant, &call).unwrap();
 
@@ -146,4 +147,5 @@ fn a_known_tenant_and_model_allocate_nothing_beyond_the_span() {
     assert_eq!(per_call, per_span as f64, "allocations per call");
     let costs = registry.llm_costs("acme");
     assert_eq!(costs[0].calls, CALLS + 1);
+    assert_eq!(costs[0].total().minor_units(), 2_102);
 }

@@ -274,7 +274,9 @@ struct ModelSeries {
     attributes: [KeyValue; 4],
     ops: [OnceLock<OpSeries>; Operation::COUNT],
     /// `tenant.cost` with `cost.source=tokens` for this model.
-    cost: BoundCounter<u64>,
+    /// Bound when the first whole minor unit accrues: a series that never costs anything
+    /// (`_OTHER` without provider costs) is not exported as a zero.
+    cost: OnceLock<BoundCounter<u64>>,
     /// Picos not yet exported: below one minor unit once a call's addition settles.
     pending: AtomicU64,
     /// Since start.
@@ -334,11 +336,7 @@ impl GenAiPart {
                 KeyValue::new(COST_SOURCE, "tokens"),
             ];
             Box::new(ModelSeries {
-                cost: instruments.cost.bind(&[
-                    attributes[0].clone(),
-                    attributes[3].clone(),
-                    attributes[1].clone(),
-                ]),
+                cost: OnceLock::new(),
                 attributes,
                 ops: [const { OnceLock::new() }; Operation::COUNT],
                 pending: AtomicU64::new(0),
@@ -387,7 +385,7 @@ impl GenAiPart {
         series.day.add(call.day, input, output, call.cost);
         series.month.add(call.month, input, output, call.cost);
         if let Some((picos, _)) = call.cost {
-            series.accrue(picos, instruments.currency.picos_per_minor_u64());
+            series.accrue(picos, instruments);
         }
     }
 
@@ -418,7 +416,8 @@ impl ModelSeries {
     /// Adds `picos` to what is pending and exports the whole minor units in it; the remainder
     /// stays for the next call, so the exported total never drifts from the exact one by a
     /// minor unit or more.
-    fn accrue(&self, picos: u64, per_minor: u64) {
+    fn accrue(&self, picos: u64, instruments: &GenAiInstruments) {
+        let per_minor = instruments.currency.picos_per_minor_u64();
         let mut pending = self
             .pending
             .fetch_add(picos, Ordering::AcqRel)
@@ -435,7 +434,14 @@ impl ModelSeries {
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
-                    self.cost.add(whole);
+                    let a = &self.attributes;
+                    self.cost
+                        .get_or_init(|| {
+                            instruments
+                                .cost
+                                .bind(&[a[0].clone(), a[3].clone(), a[1].clone()])
+                        })
+                        .add(whole);
                     return;
                 }
                 Err(now) => pending = now,

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
-use opentelemetry::trace::{Span, SpanKind, Tracer};
+use opentelemetry::trace::{Span, SpanKind, Tracer, TracerProvider};
 use opentelemetry::{Context, KeyValue};
 
 use super::QueryTenant;
@@ -14,8 +14,8 @@ use crate::instruments::genai::{
     GEN_AI_REQUEST_MODEL, GEN_AI_USAGE_COST_AMOUNT, GEN_AI_USAGE_COST_CURRENCY,
     GEN_AI_USAGE_COST_SOURCE, GEN_AI_USAGE_INPUT_TOKENS, GEN_AI_USAGE_OUTPUT_TOKENS,
 };
-use crate::instruments::semconv;
 use crate::instruments::spend::Within;
+use crate::instruments::{scope, semconv};
 use crate::registry::TenantRegistry;
 use crate::tenant::InvalidTenantId;
 
@@ -100,7 +100,8 @@ impl TenantRegistry {
     }
 
     /// Records one LLM call of `tenant`: a CLIENT span `{operation} {model}` (a child of the
-    /// current span, through the global tracer provider set before the registry was built) with the `gen_ai.*` attributes, the call's cost and `tenant.id`;
+    /// current span, through the global tracer provider as it is at the registry's first
+    /// call) with the `gen_ai.*` attributes, the call's cost and `tenant.id`;
     /// `gen_ai.client.token.usage` and `gen_ai.client.operation.duration` (or the newest
     /// names under `OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental`) labelled by
     /// tenant under the cap and by model (`_OTHER` outside the price table or past
@@ -245,7 +246,11 @@ fn span(
     let start = end
         .checked_sub(call.duration.unwrap_or_default())
         .unwrap_or(end);
-    let tracer = &tenant.entry().shared().tracer;
+    let tracer = tenant
+        .entry()
+        .shared()
+        .tracer
+        .get_or_init(|| opentelemetry::global::tracer_provider().tracer_with_scope(scope()));
     let parent = Context::current();
     let mut span = tracer
         .span_builder(name)

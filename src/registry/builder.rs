@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry::metrics::{Meter, MeterProvider};
-use opentelemetry::trace::TracerProvider;
 
 use super::entry::TenantEntry;
 use super::shared::{Instruments, Shared};
@@ -238,7 +237,6 @@ impl TenantRegistryBuilder {
                 query: QueryInstruments::new(&meter),
                 operator: OperatorInstruments::new(&meter),
                 genai: GenAiInstruments::new(&meter, currency, latest_from_env()),
-                tracer: opentelemetry::global::tracer_provider().tracer_with_scope(scope()),
             },
             self.reclaim_after,
             prices,

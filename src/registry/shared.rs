@@ -31,9 +31,10 @@ pub(crate) struct Shared {
     pub(crate) query: QueryInstruments,
     pub(crate) operator: OperatorInstruments,
     pub(crate) genai: GenAiInstruments,
-    /// The tracer of the query API's LLM call spans: the global provider's when the registry
-    /// was built, as the layer takes it, so a call makes no tracer.
-    pub(crate) tracer: opentelemetry::global::BoxedTracer,
+    /// The tracer of the query API's LLM call spans: the global provider's at the first call
+    /// (`Telemetry::init` sets the provider after building the registry), made once so a call
+    /// makes no tracer.
+    pub(crate) tracer: std::sync::OnceLock<opentelemetry::global::BoxedTracer>,
     /// The model prices GenAI calls are costed at, replaceable at run time.
     pub(crate) prices: Prices,
     /// Route templates and gRPC methods seen so far, each with a small id for series keys; the
@@ -51,7 +52,6 @@ pub(super) struct Instruments {
     pub(super) query: QueryInstruments,
     pub(super) operator: OperatorInstruments,
     pub(super) genai: GenAiInstruments,
-    pub(super) tracer: opentelemetry::global::BoxedTracer,
 }
 
 impl Shared {
@@ -72,7 +72,7 @@ impl Shared {
             query: instruments.query,
             operator: instruments.operator,
             genai: instruments.genai,
-            tracer: instruments.tracer,
+            tracer: std::sync::OnceLock::new(),
             prices,
             routes: RouteTable::default(),
             reclaim_after,
