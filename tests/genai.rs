@@ -215,7 +215,11 @@ fn known_token_streams_cost_exactly_in_process_in_the_counter_and_on_spans() {
     let finished = spans.get_finished_spans().unwrap();
     let llm: Vec<_> = finished
         .iter()
-        .filter(|s| s.span_kind == SpanKind::Client)
+        .filter(|span| {
+            // The other test's calls go through the same global tracer provider.
+            span.span_kind == SpanKind::Client
+                && [s("acme"), s("beta")].contains(&attr(&span.attributes, "tenant.id"))
+        })
         .collect();
     assert_eq!(llm.len(), 1_000 + 1 + 334);
     let first = llm[0];
@@ -254,4 +258,50 @@ fn known_token_streams_cost_exactly_in_process_in_the_counter_and_on_spans() {
         attr(&last.attributes, "gen_ai.usage.cost.amount"),
         Some(Value::F64(2.5))
     );
+}
+
+/// Calls from several threads at once: the whole cents exported add up to the exact total,
+/// however the remainders were carried between them.
+#[test]
+fn cents_carried_across_threads_add_up_exactly() {
+    let exporter = InMemoryMetricExporter::default();
+    let meters = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(exporter.clone()).build())
+        .build();
+    let table = PriceTable::new(Currency::USD).model(
+        "gpt-4o-mini",
+        ModelPrice::per_million("0.15", "0.60").unwrap(),
+    );
+    let registry = TenantRegistry::builder()
+        .meter_provider(&meters)
+        .prices(Prices::new(table))
+        .build();
+    const THREADS: u64 = 4;
+    let per_thread: u64 = if std::env::var_os("TENANT_OTEL_QUICK").is_some() {
+        2_500
+    } else {
+        25_000
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..THREADS {
+            scope.spawn(|| {
+                // $0.00075 a call: three quarters of a cent, never a whole one alone.
+                let call = LlmCall::new("openai", "gpt-4o-mini", TokenUsage::new(1_000, 1_000));
+                for _ in 0..per_thread {
+                    registry.record_llm_call("zeta", &call).unwrap();
+                }
+            });
+        }
+    });
+    let calls = THREADS * per_thread;
+    let exact_picos = u128::from(calls) * 750_000_000;
+    let costs = registry.llm_costs("zeta");
+    assert_eq!(costs[0].calls, calls);
+    assert_eq!(costs[0].local.picos(), exact_picos);
+    meters.force_flush().unwrap();
+    let collected = exporter.get_finished_metrics().unwrap();
+    let exported = cost_cents(&collected, "zeta", "gpt-4o-mini");
+    // 100,000 calls: $75.00 exactly (10,000 quick: $7.50).
+    assert_eq!(u128::from(exported), exact_picos / 10_000_000_000);
+    assert!(exported > 0);
 }
