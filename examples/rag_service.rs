@@ -45,7 +45,6 @@ use tenant_otel::view::TenantView;
 use tenant_otel::TenantRegistry;
 use tenant_otel::{Telemetry, Tenant, TenantInfo};
 use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 #[derive(Parser)]
 #[command(
@@ -166,8 +165,7 @@ async fn query(
         Ok((answer, usage, took)) => {
             let tokens = usage.input + usage.output;
             // The call as the GenAI conventions record it, priced per tenant; its span is a
-            // child of the request's, through the OpenTelemetry context of the tracing span.
-            let _parent = tracing::Span::current().context().attach();
+            // child of the request's server span (the layer's context, current here).
             let provider = if knobs.model.starts_with("claude") {
                 "anthropic"
             } else {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use opentelemetry::metrics::{BoundCounter, BoundHistogram, Counter, Histogram, Meter};
 use opentelemetry::{Key, KeyValue, Value};
 
+pub use super::spend::CostSource;
 use super::spend::{ModelTotals, Period, Sums, Within};
 use super::{names, semconv};
 use crate::cost::{Currency, TokenUsage};
@@ -203,26 +204,6 @@ impl GenAiInstruments {
                 .with_description("What tenants cost, in whole minor units of the currency.")
                 .build(),
             currency,
-        }
-    }
-}
-
-/// Where a call's cost came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum CostSource {
-    /// Reported by the provider with the call.
-    Provider,
-    /// Worked out here from the tokens and the price table.
-    Local,
-}
-
-impl CostSource {
-    /// The `gen_ai.usage.cost.source` value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CostSource::Provider => "provider",
-            CostSource::Local => "local",
         }
     }
 }

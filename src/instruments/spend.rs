@@ -3,7 +3,25 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::genai::CostSource;
+/// Where a call's cost came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CostSource {
+    /// Reported by the provider with the call.
+    Provider,
+    /// Worked out here from the tokens and the price table.
+    Local,
+}
+
+impl CostSource {
+    /// The `gen_ai.usage.cost.source` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CostSource::Provider => "provider",
+            CostSource::Local => "local",
+        }
+    }
+}
 
 /// An exact sum of picos in two words (a month of a large tenant's spending passes `u64`'s
 /// $18 million), added to without a lock.
