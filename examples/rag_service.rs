@@ -4,7 +4,12 @@
 //! of the request's server span; the tenant comes from `x-tenant-id` (400 with a JSON error
 //! without a valid one). The operator's endpoints sit outside the tenant layer: `GET /tenants`
 //! and `GET /tenants/{id}` (the in-process view, with the SLA and the alerts firing),
-//! `GET /metrics` (Prometheus text), `GET /health` (neither traced nor counted).
+//! `GET /tenants/costs` (what each tenant's LLM calls cost today and this month, JSON or
+//! `?format=csv`), `GET /metrics` (Prometheus text), `GET /health` (neither traced nor counted).
+//!
+//! Each LLM call is recorded on the GenAI conventions (`record_llm_call`: a `chat {model}`
+//! CLIENT span, `gen_ai.client.*` metrics, `tenant.cost`), priced by the LiteLLM-format table
+//! `examples/rag_prices.json` (`--prices` for another).
 //!
 //! Each query says how it goes, so one tenant can be made to fail or to crawl while the others
 //! stay healthy: `?fail=true` makes the LLM call fail (the answer is a 502), `?latency_ms=N`
@@ -34,7 +39,8 @@ use axum::{Json, Router};
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 use tenant_otel::alert::AlertEvent;
-use tenant_otel::query::QueryOutcome;
+use tenant_otel::cost::{PriceTable, Prices, TokenUsage};
+use tenant_otel::query::{LlmCall, QueryOutcome};
 use tenant_otel::view::TenantView;
 use tenant_otel::{Telemetry, Tenant, TenantInfo, TenantRegistry};
 use tracing::Instrument;
@@ -61,6 +67,10 @@ struct Args {
     /// request to its trace (default: `$TENANT_OTEL_TRACE_URL`, else ids without links).
     #[arg(long)]
     trace_url: Option<String>,
+    /// Model prices in LiteLLM's JSON format (`model_prices_and_context_window.json`); the
+    /// default is the small table shipped beside this example.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/rag_prices.json"))]
+    prices: std::path::PathBuf,
 }
 
 /// The HTTP client of downstream calls (`reqwest`, through `reqwest-middleware`): each call gets
@@ -73,6 +83,7 @@ const KNOBS: &str = "\
 Each query says how it goes (query parameters of POST /query):
   fail=true       the LLM call fails: 502, counted as a failed query of that tenant
   latency_ms=N    the LLM call takes N ms (default 50)
+  model=NAME      the model it uses (default gpt-4o-mini; priced by --prices, else _OTHER)
 
 Make one tenant fail while another stays healthy:
   q='{\"question\":\"what is RAG?\"}'; json='content-type: application/json'
@@ -80,8 +91,8 @@ Make one tenant fail while another stays healthy:
   curl -XPOST 'localhost:8000/query' -H 'x-tenant-id: acme' -H \"$json\" -d \"$q\"
   curl localhost:8000/tenants/globex      # success rate, SLA, the alerts firing
 
-Endpoints: POST /query (needs x-tenant-id), GET /tenants, GET /tenants/{id}, GET /metrics,
-GET /health. OTEL_EXPORTER_OTLP_ENDPOINT set: traces, metrics and logs go there too.";
+Endpoints: POST /query (needs x-tenant-id), GET /tenants, GET /tenants/{id},
+GET /tenants/costs (?format=csv), GET /metrics, GET /health. OTEL_EXPORTER_OTLP_ENDPOINT set: traces, metrics and logs go there too.";
 
 fn tenant_tier(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
@@ -102,6 +113,13 @@ struct Knobs {
     /// Make the LLM call fail.
     #[serde(default)]
     fail: bool,
+    /// The model the LLM call uses.
+    #[serde(default = "default_model")]
+    model: String,
+}
+
+fn default_model() -> String {
+    "gpt-4o-mini".into()
 }
 
 fn default_latency() -> u64 {
@@ -143,12 +161,24 @@ async fn query(
     let generated = generate(&q.question, documents, &knobs)
         .instrument(tracing::info_span!(
             "llm.generate",
-            llm.model = "sim-1",
+            llm.model = knobs.model.as_str(),
             llm.tokens = tracing::field::Empty
         ))
         .await;
     match generated {
-        Ok((answer, tokens)) => {
+        Ok((answer, usage, took)) => {
+            let tokens = usage.input + usage.output;
+            // The call as the GenAI conventions record it, priced per tenant; its span is a
+            // child of the request's server span (the layer's context, current here).
+            let provider = if knobs.model.starts_with("claude") {
+                "anthropic"
+            } else {
+                "openai"
+            };
+            let call = LlmCall::new(provider, &knobs.model, usage).duration(took);
+            if let Err(e) = registry.record_llm_call(&tenant, &call) {
+                tracing::warn!(error = %e, "LLM call not recorded");
+            }
             tracing::info!(
                 rag.documents = as_i64(documents),
                 llm.tokens = as_i64(tokens),
@@ -191,19 +221,28 @@ async fn retrieve(question: &str, store: Option<(String, Downstream)>) -> u64 {
     documents
 }
 
-/// The LLM call: takes `latency_ms`, fails on request.
+/// The LLM call: takes `latency_ms`, fails on request; the tokens it used and how long it took.
 async fn generate(
     question: &str,
     documents: u64,
     knobs: &Knobs,
-) -> Result<(String, u64), &'static str> {
+) -> Result<(String, TokenUsage, Duration), &'static str> {
+    let started = std::time::Instant::now();
     tokio::time::sleep(Duration::from_millis(knobs.latency_ms)).await;
     if knobs.fail {
         return Err("the LLM provider returned an error");
     }
-    let tokens = 100 + 20 * documents + question.len() as u64;
-    tracing::Span::current().record("llm.tokens", as_i64(tokens));
-    Ok((format!("an answer from {documents} documents"), tokens))
+    // The prompt grows with the documents retrieved; the answer is short.
+    let usage = TokenUsage::new(
+        100 + 20 * documents + question.len() as u64,
+        40 + 5 * documents,
+    );
+    tracing::Span::current().record("llm.tokens", as_i64(usage.input + usage.output));
+    Ok((
+        format!("an answer from {documents} documents"),
+        usage,
+        started.elapsed(),
+    ))
 }
 
 /// A count as an OTel integer attribute (`IntValue`), which is signed.
@@ -290,6 +329,20 @@ async fn tenants(State(app): State<App>) -> Response {
     .into_response()
 }
 
+/// What each tenant's LLM calls cost today and this month, worst first: JSON, or CSV.
+async fn costs(State(app): State<App>, Query(format): Query<Format>) -> Response {
+    let costs = app.telemetry.registry().costs();
+    match format.format.as_deref() {
+        Some("csv") => ([("content-type", "text/csv")], costs.to_csv()).into_response(),
+        _ => Json(costs).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct Format {
+    format: Option<String>,
+}
+
 async fn tenant(State(app): State<App>, Path(id): Path<String>) -> Response {
     match app.telemetry.registry().tenant_view(&id) {
         Some(view) => Json(report(view, app.telemetry.alerts().firing_for(&id))).into_response(),
@@ -305,9 +358,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let telemetry = std::sync::Arc::new(
         Telemetry::builder()
             .service_name(service_name)
-            .registry(match &args.trace_url {
-                Some(url) => TenantRegistry::builder().trace_url(url.as_str()),
-                None => TenantRegistry::builder(),
+            .registry({
+                let registry =
+                    TenantRegistry::builder().prices(Prices::new(PriceTable::load(&args.prices)?));
+                match &args.trace_url {
+                    Some(url) => registry.trace_url(url.as_str()),
+                    None => registry,
+                }
             })
             .prometheus_endpoint()
             .init()?,
@@ -334,6 +391,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .layer(tenant_layer)
         // Added after the layer: the operator's endpoints need no tenant and are not counted.
         .route("/tenants", get(tenants))
+        .route("/tenants/costs", get(costs))
         .route("/tenants/{id}", get(tenant))
         .route("/health", get(|| async { "ok" }))
         .with_state(app)

@@ -80,6 +80,12 @@ async fn export_over(protocol: &str) {
         "http.server.request.duration",
         "rag.queries",
         "-> service.name: Str(rag-service)",
+        // The LLM call on the GenAI conventions, priced by the table beside the example.
+        "chat gpt-4o-mini",
+        "-> gen_ai.request.model: Str(gpt-4o-mini)",
+        "-> gen_ai.usage.cost.source: Str(local)",
+        "gen_ai.client.token.usage",
+        "gen_ai.client.operation.duration",
     ];
     agent.wait_for(Duration::from_secs(20), |out| {
         expected.iter().all(|e| out.contains(e))
@@ -108,6 +114,12 @@ async fn export_over(protocol: &str) {
                 .unwrap_or_else(|| panic!("{protocol}: no integer {key} on a {signal}:\n{text}"));
             assert!((1..=10_000).contains(&n), "{protocol}: {key}={n}");
         }
+    }
+    let on_spans = sections(&out, "ResourceSpans");
+    for key in ["gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"] {
+        let n = integer_attribute(&on_spans, key)
+            .unwrap_or_else(|| panic!("{protocol}: no integer {key} on a span:\n{on_spans}"));
+        assert!((1..=10_000).contains(&n), "{protocol}: {key}={n}");
     }
     // Every log record says when it was made: between the query and the end of the service.
     let logs = sections(&out, "ResourceLog");

@@ -117,7 +117,11 @@ fn rag_service_traces_reach_jaeger_by_tenant_through_the_shipped_collector_confi
     assert_eq!(traces.len(), 1, "{slow_tenant} has one trace: {traces:#?}");
     let trace = &traces[0];
     let spans = trace["spans"].as_array().unwrap();
-    assert_eq!(spans.len(), 3, "server, retrieval, llm.generate: {trace:#}");
+    assert_eq!(
+        spans.len(),
+        4,
+        "server, retrieval, llm.generate, chat gpt-4o-mini: {trace:#}"
+    );
     let server = span(trace, "POST /query");
     let server_id = server["spanID"].as_str().unwrap().to_owned();
     assert_eq!(tag(server, "span.kind"), Some(&Value::from("server")));
@@ -139,6 +143,14 @@ fn rag_service_traces_reach_jaeger_by_tenant_through_the_shipped_collector_confi
             "{s:#}"
         );
     }
+    // The LLM call on the GenAI conventions: a CLIENT span under the server span.
+    let chat = span(trace, "chat gpt-4o-mini");
+    assert_eq!(parents(chat), vec![(slow_trace.clone(), server_id.clone())]);
+    assert_eq!(tag(chat, "span.kind"), Some(&Value::from("client")));
+    assert_eq!(
+        tag(chat, "gen_ai.request.model"),
+        Some(&Value::from("gpt-4o-mini"))
+    );
     // The LLM span took the 2.6 s asked for (Jaeger durations are in µs).
     let llm_us = span(trace, "llm.generate")["duration"].as_u64().unwrap();
     assert!((2_600_000..30_000_000).contains(&llm_us), "{llm_us} µs");

@@ -194,10 +194,12 @@ fn metrics_pushed_over_otlp_to_prometheus_3_carry_the_names_of_the_services_own_
             let success = by_tenant(&prometheus_addr, "tenant:http_success:ratio_rate5m");
             let queries = by_tenant(&prometheus_addr, "tenant:rag_queries:rate5m");
             // The tier rule is in another group, evaluated on its own schedule: wait for it too.
-            let tiered = instant(&prometheus_addr, "tenant:tier:info").iter().any(|(l, _)| {
-                l.get("tenant_id").map(String::as_str) == Some("mn-a")
-                    && l.get("tier").map(String::as_str) == Some("premium")
-            });
+            let tiered = instant(&prometheus_addr, "tenant:tier:info")
+                .iter()
+                .any(|(l, _)| {
+                    l.get("tenant_id").map(String::as_str) == Some("mn-a")
+                        && l.get("tier").map(String::as_str) == Some("premium")
+                });
             let ready = tiered
                 && [&requests, &success, &queries]
                     .iter()

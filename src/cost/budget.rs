@@ -24,6 +24,29 @@ fn month_of(at: SystemTime) -> (SystemTime, Duration) {
     )
 }
 
+/// Where a wall-clock time falls in the UTC calendar: its day and month numbered from 1 (day 1
+/// is 1970-01-01, month 1 is January 1970), for sums kept per day and per month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Calendar {
+    pub(crate) day: u64,
+    pub(crate) month: u64,
+    /// `2026-12-02`.
+    pub(crate) date: (i64, u64, u64),
+}
+
+impl Calendar {
+    pub(crate) fn at(at: SystemTime) -> Calendar {
+        let days = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() / 86_400;
+        let date = civil_from_days(days as i64);
+        let month = (date.0 - 1970).max(0) as u64 * 12 + date.1;
+        Calendar {
+            day: days + 1,
+            month,
+            date,
+        }
+    }
+}
+
 /// Year, month (1–12) and day (1–31) of a count of days since 1970-01-01 (Howard Hinnant's
 /// `civil_from_days`).
 fn civil_from_days(z: i64) -> (i64, u64, u64) {
@@ -142,6 +165,23 @@ mod tests {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days);
         }
+    }
+
+    #[test]
+    fn calendar_days_and_months_number_from_one() {
+        assert_eq!(
+            Calendar::at(UNIX_EPOCH),
+            Calendar {
+                day: 1,
+                month: 1,
+                date: (1970, 1, 1)
+            }
+        );
+        let c = Calendar::at(at(20_789));
+        assert_eq!((c.date, c.day), ((2026, 12, 2), 20_790));
+        assert_eq!(c.month, 56 * 12 + 12);
+        assert_eq!(Calendar::at(at(20_788)).month, c.month);
+        assert_eq!(Calendar::at(at(20_787)).month, c.month - 1);
     }
 
     #[test]

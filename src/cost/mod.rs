@@ -13,5 +13,6 @@ mod money;
 mod price;
 
 pub use budget::BudgetStatus;
+pub(crate) use budget::Calendar;
 pub use money::{Currency, InvalidCurrency, Money};
 pub use price::{InvalidPrice, ModelPrice, PriceFileError, PriceTable, Prices, TokenUsage};

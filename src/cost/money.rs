@@ -59,6 +59,12 @@ impl Currency {
     pub(crate) fn picos_per_minor(&self) -> u128 {
         PICOS_PER_UNIT / 10u128.pow(u32::from(self.decimals))
     }
+
+    /// Picos in one minor unit, as a `u64` (at most 10¹², with no decimals).
+    pub(crate) fn picos_per_minor_u64(&self) -> u64 {
+        // At most 10¹²: fits.
+        u64::try_from(self.picos_per_minor()).unwrap_or(u64::MAX)
+    }
 }
 
 impl fmt::Display for Currency {

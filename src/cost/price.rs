@@ -260,6 +260,11 @@ impl Prices {
         self.table.load_full()
     }
 
+    /// The table in use now, without taking a lock or allocating.
+    pub(crate) fn load(&self) -> arc_swap::Guard<Arc<PriceTable>> {
+        self.table.load()
+    }
+
     /// What `usage` of `model` costs at today's prices, without taking a lock or allocating.
     pub fn cost(&self, model: &str, usage: TokenUsage) -> Option<Money> {
         self.table.load().cost(model, usage)

@@ -10,6 +10,7 @@
 //!   bound duration histograms), `QueryPart` (`rag.*` series, quota gauges) and `InfoPart`
 //!   (registered metadata, `tenant.info`).
 
+pub(crate) mod genai;
 mod http;
 mod info;
 pub mod names;
@@ -18,9 +19,11 @@ mod operator;
 pub(crate) mod query;
 pub(crate) mod semconv;
 mod server;
+pub(crate) mod spend;
 
 use opentelemetry::InstrumentationScope;
 
+pub(crate) use genai::{GenAiInstruments, GenAiPart};
 pub(crate) use http::HttpInstruments;
 pub(crate) use info::InfoPart;
 pub(crate) use observe::{register as register_observers, Observe, Observers, Report};

@@ -44,3 +44,16 @@ pub const TENANT_LIMITS_FALLBACKS: &str = "tenant.limits.fallbacks";
 /// Counter: requests refused for want of a usable tenant id, by `reason` (`missing`,
 /// `invalid`, `reserved`).
 pub const TENANT_REQUESTS_REJECTED: &str = "tenant.requests.rejected";
+/// Histogram, `{token}`: tokens per GenAI call, by `gen_ai.token.type` (`input`, `output`).
+pub const GEN_AI_CLIENT_TOKEN_USAGE: &str = "gen_ai.client.token.usage";
+/// Histogram, seconds: duration of GenAI calls.
+pub const GEN_AI_CLIENT_OPERATION_DURATION: &str = "gen_ai.client.operation.duration";
+/// Counter, `{token}`: input tokens of GenAI calls, in place of `gen_ai.client.token.usage`
+/// under `OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental`.
+pub const GEN_AI_INFERENCE_INPUT_TOKENS: &str = "gen_ai.client.inference.usage.input_tokens";
+/// Counter, `{token}`: output tokens of GenAI calls, in place of `gen_ai.client.token.usage`
+/// under `OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental`.
+pub const GEN_AI_INFERENCE_OUTPUT_TOKENS: &str = "gen_ai.client.inference.usage.output_tokens";
+/// Counter, whole minor units of the currency (`{USD_cent}`): what tenants cost, by
+/// `cost.source` and model.
+pub const TENANT_COST: &str = "tenant.cost";

@@ -10,12 +10,14 @@
 //! | `track_query(tenant, status, duration, docs, tokens)` | [`TenantRegistry::track_query`] |
 //! | `update_quota_usage(tenant, resource, percent)` | [`TenantRegistry::update_quota_usage`] |
 //! | tenant info (name, tier, region) | [`TenantRegistry::register_tenant`] with [`TenantInfo`](crate::TenantInfo) |
+//! | an LLM call's tokens, duration and cost | [`TenantRegistry::record_llm_call`] with an [`LlmCall`] |
 //! | `get_tenant_metrics(tenant)` | [`TenantRegistry::tenant_view`] |
 //! | `TenantMetricsCollector` | [`TenantRegistry`] itself |
 //!
 //! Every call that takes a raw tenant id validates it as the layer does and refuses what the
 //! layer would refuse, `__overflow__` and `__unknown__` included.
 
+mod genai;
 mod info;
 mod outcome;
 mod quota;
@@ -23,6 +25,7 @@ mod quota;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+pub use genai::{LlmCall, LlmCost, LlmCostSource, ModelCost, Operation, MAX_MODELS};
 pub use outcome::{InvalidQueryStatus, QueryOutcome, QueryStatus};
 pub use quota::{QuotaError, MAX_RESOURCE_TYPE_LEN};
 

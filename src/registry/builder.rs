@@ -9,8 +9,11 @@ use opentelemetry::metrics::{Meter, MeterProvider};
 use super::entry::TenantEntry;
 use super::shared::{Instruments, Shared, TraceSettings};
 use super::{Hasher, Inner, TenantRegistry, DEFAULT_MAX_TENANTS, DEFAULT_WINDOW};
+use crate::cost::{Currency, PriceTable, Prices};
+use crate::instruments::genai::latest_from_env;
 use crate::instruments::{
-    register_observers, scope, HttpInstruments, OperatorInstruments, QueryInstruments,
+    register_observers, scope, GenAiInstruments, HttpInstruments, OperatorInstruments,
+    QueryInstruments,
 };
 use crate::stats::{Clock, Objective, Slo, SloPolicy, TraceUrl, MAX_COMPLIANCE_DAYS};
 use crate::tenant::{TenantId, OVERFLOW_TENANT, UNKNOWN_TENANT};
@@ -28,6 +31,7 @@ pub struct TenantRegistryBuilder {
     clock: Clock,
     trace_url: Option<String>,
     slow_trace_floor: Duration,
+    prices: Option<Prices>,
 }
 
 /// The environment variable a trace URL is read from when the builder sets none.
@@ -48,6 +52,7 @@ impl Default for TenantRegistryBuilder {
             clock: Clock::system(),
             trace_url: None,
             slow_trace_floor: DEFAULT_SLOW_TRACE_FLOOR,
+            prices: None,
         }
     }
 }
@@ -225,12 +230,38 @@ impl TenantRegistryBuilder {
         self.reclaim_after.is_some()
     }
 
+    /// The model prices the query API's LLM calls are costed at
+    /// ([`TenantRegistry::record_llm_call`]); keep a clone to replace the table while the
+    /// service runs. Costs are kept and exported in this table's currency. Without prices,
+    /// only the costs providers report are counted, and every model is `_OTHER` in metrics.
+    ///
+    /// ```
+    /// use tenant_otel::TenantRegistry;
+    /// use tenant_otel::cost::{Currency, ModelPrice, PriceTable, Prices};
+    ///
+    /// let prices = Prices::new(
+    ///     PriceTable::new(Currency::USD).model("gpt-4o-mini", ModelPrice::per_million("0.15", "0.60")?),
+    /// );
+    /// let registry = TenantRegistry::builder().prices(prices.clone()).build();
+    /// assert_eq!(registry.prices().current().len(), 1);
+    /// # Ok::<(), tenant_otel::cost::InvalidPrice>(())
+    /// ```
+    pub fn prices(mut self, prices: Prices) -> Self {
+        self.prices = Some(prices);
+        self
+    }
+
     /// Builds the registry.
     pub fn build(self) -> TenantRegistry {
         let meter = self
             .meter
             .clone()
             .unwrap_or_else(|| opentelemetry::global::meter_with_scope(scope()));
+        let prices = self
+            .prices
+            .clone()
+            .unwrap_or_else(|| Prices::new(PriceTable::new(Currency::USD)));
+        let currency = prices.current().currency();
         let shared = Arc::new(Shared::new(
             self.clock.clone(),
             self.window,
@@ -239,6 +270,7 @@ impl TenantRegistryBuilder {
                 http: HttpInstruments::new(&meter),
                 query: QueryInstruments::new(&meter),
                 operator: OperatorInstruments::new(&meter),
+                genai: GenAiInstruments::new(&meter, currency, latest_from_env()),
             },
             self.reclaim_after,
             TraceSettings {
@@ -249,6 +281,7 @@ impl TenantRegistryBuilder {
                     .and_then(|u| TraceUrl::new(&u)),
                 slow_floor: self.slow_trace_floor,
             },
+            prices,
         ));
         let label = |name| TenantEntry::new(TenantId::from_validated(name), true, &shared);
         let max_tenants = self.effective_max_tenants();

@@ -2,7 +2,7 @@
 //!
 //! The entry owns no capability's state itself. Each part is a type of the module that uses it
 //! (`ServerSeries` in `instruments` for the layer, `TenantStats` in `stats`, `TenantGuard` in
-//! `protect`, `QueryPart` and `InfoPart` in `instruments` for the query API), with its own
+//! `protect`, `QueryPart`, `InfoPart` and `GenAiPart` in `instruments` for the query API), with its own
 //! operations; the entry holds one of each, and composes them where one event touches several
 //! (a request that starts or ends).
 
@@ -14,7 +14,7 @@ use opentelemetry::{Context, KeyValue};
 
 use super::life::Life;
 use super::shared::{millis, Shared};
-use crate::instruments::{InfoPart, Outcome, QueryPart, ServerSeries};
+use crate::instruments::{GenAiPart, InfoPart, Outcome, QueryPart, ServerSeries};
 use crate::protect::TenantGuard;
 use crate::stats::{Finished, RecentTraces, RefTime, Slo, TenantStats, TraceRef};
 use crate::tenant::{TenantId, TENANT_ID_KEY};
@@ -46,6 +46,8 @@ pub(crate) struct TenantEntry {
     pub(crate) info: InfoPart,
     /// Recent trace ids of failed and slowest requests (the view, alerts).
     pub(crate) traces: RecentTraces,
+    /// GenAI series and cost by model (the query API's LLM calls).
+    pub(crate) genai: GenAiPart,
 }
 
 /// The request's tenant in its context.
@@ -84,6 +86,7 @@ impl TenantEntry {
             queries: QueryPart::default(),
             info: InfoPart::default(),
             traces: RecentTraces::new(shared.traces.slow_floor),
+            genai: GenAiPart::default(),
         })
     }
 

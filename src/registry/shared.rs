@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 use opentelemetry::KeyValue;
 
 use super::routes::RouteTable;
-use crate::instruments::{semconv, HttpInstruments, OperatorInstruments, QueryInstruments};
+use crate::cost::Prices;
+use crate::instruments::{
+    semconv, GenAiInstruments, HttpInstruments, OperatorInstruments, QueryInstruments,
+};
 use crate::protect::ShedReason;
 use crate::stats::{Clock, SloPolicy, TraceUrl};
 
@@ -27,6 +30,13 @@ pub(crate) struct Shared {
     pub(crate) http: HttpInstruments,
     pub(crate) query: QueryInstruments,
     pub(crate) operator: OperatorInstruments,
+    pub(crate) genai: GenAiInstruments,
+    /// The tracer of the query API's LLM call spans: the global provider's at the first call
+    /// (`Telemetry::init` sets the provider after building the registry), made once so a call
+    /// makes no tracer.
+    pub(crate) tracer: std::sync::OnceLock<opentelemetry::global::BoxedTracer>,
+    /// The model prices GenAI calls are costed at, replaceable at run time.
+    pub(crate) prices: Prices,
     /// Route templates and gRPC methods seen so far, each with a small id for series keys; the
     /// shared string is reused for every span's `http.route` or `rpc.method`.
     pub(crate) routes: RouteTable,
@@ -52,6 +62,7 @@ pub(super) struct Instruments {
     pub(super) http: HttpInstruments,
     pub(super) query: QueryInstruments,
     pub(super) operator: OperatorInstruments,
+    pub(super) genai: GenAiInstruments,
 }
 
 impl Shared {
@@ -62,6 +73,7 @@ impl Shared {
         instruments: Instruments,
         reclaim_after: Option<Duration>,
         traces: TraceSettings,
+        prices: Prices,
     ) -> Self {
         Shared {
             epoch: clock.now(),
@@ -71,6 +83,9 @@ impl Shared {
             http: instruments.http,
             query: instruments.query,
             operator: instruments.operator,
+            genai: instruments.genai,
+            tracer: std::sync::OnceLock::new(),
+            prices,
             routes: RouteTable::default(),
             reclaim_after,
             collections: AtomicU64::new(0),

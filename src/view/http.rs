@@ -2,6 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -9,8 +10,10 @@ use axum::{Json, Router};
 use crate::registry::TenantRegistry;
 
 /// An axum router serving the in-process view as JSON: `GET /tenants` (a
-/// [`PlatformView`](crate::view::PlatformView)) and `GET /tenants/{id}` (a
-/// [`TenantView`](crate::view::TenantView), or 404). Mount it beside the application, outside the
+/// [`PlatformView`](crate::view::PlatformView)), `GET /tenants/{id}` (a
+/// [`TenantView`](crate::view::TenantView), or 404), and `GET /tenants/costs` (a
+/// [`CostsView`](crate::view::CostsView); CSV with `?format=csv` or `Accept: text/csv`). A
+/// tenant named `costs` is not reachable at `/tenants/{id}`; read it in `/tenants`. Mount it beside the application, outside the
 /// tenant layer, and keep it off public listeners: it lists every tenant.
 ///
 /// ```
@@ -34,12 +37,40 @@ use crate::registry::TenantRegistry;
 pub fn view_router(registry: TenantRegistry) -> Router {
     Router::new()
         .route("/tenants", get(all))
+        .route("/tenants/costs", get(costs))
         .route("/tenants/{id}", get(one))
         .with_state(registry)
 }
 
 async fn all(State(registry): State<TenantRegistry>) -> Response {
     Json(registry.view()).into_response()
+}
+
+/// The chargeback table: JSON, or CSV for `?format=csv` or `Accept: text/csv`.
+async fn costs(State(registry): State<TenantRegistry>, uri: Uri, headers: HeaderMap) -> Response {
+    let view = registry.costs();
+    let format = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("format="));
+    let accepts_csv = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim().starts_with("text/csv")));
+    if format == Some("csv") || (format.is_none() && accepts_csv) {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/csv; charset=utf-8; header=present",
+            )],
+            view.to_csv(),
+        )
+            .into_response()
+    } else {
+        Json(view).into_response()
+    }
 }
 
 async fn one(State(registry): State<TenantRegistry>, Path(id): Path<String>) -> Response {
