@@ -18,40 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use stack_support::{http_get, poll, query, stack_bins, url_encode, Stack};
-
-/// Per metric name, the `tenant_id` values of its series (`None`: a series without the label).
-type Names = BTreeMap<String, BTreeSet<Option<String>>>;
-
-/// Series of the scrape and of the collector itself, not of tenant-otel.
-fn is_tenant_otel_metric(name: &str) -> bool {
-    !(name == "target_info"
-        || name == "up"
-        || name.starts_with("scrape_")
-        || name.starts_with("otelcol_")
-        || name.starts_with("traces_span_metrics_"))
-}
-
-/// The tenant-otel series Prometheus holds for `job`, by name.
-fn names_of(prometheus: &str, job: &str) -> Names {
-    let url = format!(
-        "http://{prometheus}/api/v1/series?match[]={}",
-        url_encode(&format!(r#"{{job="{job}"}}"#))
-    );
-    let Ok((200, body)) = http_get(&url) else {
-        return Names::new();
-    };
-    let json: Value = serde_json::from_str(&body).expect("Prometheus answers JSON");
-    let mut names = Names::new();
-    for series in json["data"].as_array().into_iter().flatten() {
-        let name = series["__name__"].as_str().unwrap();
-        if is_tenant_otel_metric(name) {
-            let tenant = series["tenant_id"].as_str().map(str::to_owned);
-            names.entry(name.to_owned()).or_default().insert(tenant);
-        }
-    }
-    names
-}
+use stack_support::names::{differences, names_of, Names};
+use stack_support::{http_get, poll, query, stack_bins, Stack};
 
 /// The scrape pools of the two paths: the collector's exporter, the service's own endpoint.
 const SCRAPE_POOLS: [&str; 2] = ["otel-collector-exporter", "rag-service-direct"];
@@ -71,21 +39,6 @@ fn last_scrapes(prometheus: &str) -> BTreeMap<String, String> {
             (
                 t["scrapePool"].as_str().unwrap_or("").to_owned(),
                 t["lastScrape"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
-
-/// What one side has and the other lacks, by name, for a failure message.
-fn differences(collector: &Names, direct: &Names) -> Vec<String> {
-    let all: BTreeSet<&String> = collector.keys().chain(direct.keys()).collect();
-    all.into_iter()
-        .filter(|name| collector.get(*name) != direct.get(*name))
-        .map(|name| {
-            format!(
-                "{name}: through the collector {:?}, direct {:?}",
-                collector.get(name),
-                direct.get(name)
             )
         })
         .collect()

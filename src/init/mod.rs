@@ -12,6 +12,7 @@
 //! - `drops`: the spans the batch queue dropped, counted and exported.
 //! - `telemetry`: the [`Telemetry`](crate::Telemetry) guard, the layer and registry wired to it.
 //! - `quiet`, `bridge` (feature `tracing-bridge`): the `tracing` layers and the subscriber.
+//! - `resource`: `service.instance.id` beside what the SDK detects, so replicas never collide.
 //! - `builder`: [`init`](fn@crate::init) and [`TelemetryBuilder`](crate::TelemetryBuilder), the
 //!   settings and the assembly of all the above.
 //! - `signal` (feature `signal`): [`shutdown_signal`](crate::shutdown_signal).
@@ -25,6 +26,7 @@ mod export;
 mod protocol;
 #[cfg(feature = "tracing-bridge")]
 mod quiet;
+mod resource;
 #[cfg(feature = "signal")]
 pub(crate) mod signal;
 pub(crate) mod telemetry;
