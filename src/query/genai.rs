@@ -144,7 +144,7 @@ impl TenantRegistry {
                 let picos = u64::try_from(c.amount.picos()).unwrap_or(u64::MAX / 2);
                 (picos.min(u64::MAX / 2), c.source)
             });
-        let calendar = Calendar::at(SystemTime::now());
+        let calendar = Calendar::at(shared.clock.wall());
         entry.genai.record(
             &shared.genai,
             entry.key_value(),

@@ -149,7 +149,7 @@ impl TenantRegistry {
     /// assert_eq!(costs.tenants[0].month.cost.total, 3);
     /// ```
     pub fn costs(&self) -> CostsView {
-        self.costs_at(SystemTime::now())
+        self.costs_at(self.shared().clock.wall())
     }
 
     pub(crate) fn costs_at(&self, at: SystemTime) -> CostsView {
